@@ -1,0 +1,1 @@
+"""bench: studies built on mgpu_core (the scaling sweep, reports, benchmarks)."""

@@ -1,0 +1,69 @@
+"""One training configuration, from the command line: python -m mgpu_core [flags], or under torchrun for ddp."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from .cli_args import OneLineErrorParser, add_config_arguments, config_from_args
+from .config import ConfigError, TrainConfig
+from .datasets import load_dataset
+from .distributed import process_group
+from .image_arrays import DataError
+from .trainer import train_and_evaluate
+
+EXAMPLES = """examples:
+  python -m mgpu_core --dataset cifar10 --data-dir ~/data/cifar10 --epochs 2
+  python -m mgpu_core --mode dp --devices 4
+  torchrun --standalone --nproc-per-node 4 -m mgpu_core --mode ddp --json ddp4.json
+exit codes: 0 done, 2 bad arguments or data (one line on stderr)"""
+
+
+def build_parser() -> OneLineErrorParser:
+    parser = OneLineErrorParser(prog="python -m mgpu_core", epilog=EXAMPLES,
+                                description="Train SimpleCNN on CIFAR-10 for one configuration and time its epochs.",
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_config_arguments(parser, TrainConfig)
+    parser.add_argument("--json", metavar="PATH", help="write the result record here as JSON (rank 0)")
+    return parser
+
+
+def write_json_atomic(path: Path, record: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        json.dump(record, f, indent=1)
+    os.replace(tmp, path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    cfg = config_from_args(TrainConfig, args, parser)
+    try:
+        with process_group(cfg) as env:
+            log = print if env.is_main else (lambda _message: None)
+            if env.device.type == "cpu":
+                log(f"notice: running on CPU ({env.world_size} process(es), "
+                    f"{'gloo' if env.distributed else 'no process group'}, {env.threads} threads each); "
+                    "times are not GPU times")
+            start = time.perf_counter()
+            data = load_dataset(cfg, notice=log)
+            log(f"dataset {data.name}: {len(data.train_y)} train + {len(data.test_y)} test from {data.source} "
+                f"({time.perf_counter() - start:.1f} s)")
+            result, _ = train_and_evaluate(cfg, env, data, log)
+            if env.is_main and args.json:
+                write_json_atomic(Path(args.json), result.to_dict())
+    except (ConfigError, DataError) as exc:
+        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,163 @@
+"""Reading CIFAR-10 from disk: torchvision's python format, or an image-folder tree (plain or .tar.gz), cached."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import pickle
+import socket
+import tarfile
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from .image_arrays import DataError, ImageArrays
+
+OFFICIAL_DIR = "cifar-10-batches-py"
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+DOWNLOAD_TIMEOUT_S = 20.0
+
+
+def find_cifar10(data_dir: Path, cache_dir: Path) -> ImageArrays | None:
+    """CIFAR-10 from whatever layout `data_dir` holds, or None if it holds none."""
+    if data_dir.is_file() and data_dir.name.endswith((".tar.gz", ".tgz", ".tar")):
+        return _cached(data_dir, cache_dir, lambda: _read_image_tree(_tar_images(data_dir), str(data_dir)))
+    if (data_dir / OFFICIAL_DIR).is_dir():
+        return read_official(data_dir / OFFICIAL_DIR)
+    if data_dir.name == OFFICIAL_DIR and data_dir.is_dir():
+        return read_official(data_dir)
+    if (data_dir / "train").is_dir() and (data_dir / "test").is_dir():
+        return _cached(data_dir, cache_dir, lambda: _read_image_tree(_folder_images(data_dir), str(data_dir)))
+    return None
+
+
+def download_cifar10(data_dir: Path) -> tuple[ImageArrays | None, str]:
+    """torchvision's download into `data_dir`, bounded by a socket timeout: (data, '') or (None, reason)."""
+    from torchvision.datasets import CIFAR10
+
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        CIFAR10(str(data_dir), train=True, download=True)
+    except Exception as exc:  # noqa: BLE001 - any network or archive failure means "not available"
+        return None, f"{type(exc).__name__}: {exc}".splitlines()[0]
+    finally:
+        socket.setdefaulttimeout(previous)
+    return read_official(data_dir / OFFICIAL_DIR), ""
+
+
+def read_official(folder: Path) -> ImageArrays:
+    """The python-pickle batches torchvision downloads: data_batch_1..5, test_batch, batches.meta."""
+    meta = _unpickle(folder / "batches.meta")
+    train = [_unpickle(folder / f"data_batch_{i}") for i in range(1, 6)]
+    test = _unpickle(folder / "test_batch")
+
+    def images(batches: list[dict]) -> np.ndarray:
+        flat = np.concatenate([b["data"] for b in batches])
+        return np.ascontiguousarray(flat.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
+
+    def labels(batches: list[dict]) -> np.ndarray:
+        return np.concatenate([np.asarray(b["labels"], dtype=np.int64) for b in batches])
+
+    return ImageArrays(
+        name="cifar10", source=str(folder), classes=tuple(meta["label_names"]),
+        train_x=images(train), train_y=labels(train), test_x=images([test]), test_y=labels([test]),
+    )
+
+
+def _unpickle(path: Path) -> dict:
+    try:
+        with open(path, "rb") as f:
+            return pickle.load(f, encoding="latin1")
+    except FileNotFoundError:
+        raise DataError(f"{path}: missing CIFAR-10 batch file") from None
+    except Exception as exc:  # noqa: BLE001 - truncated or corrupted pickles raise many kinds
+        raise DataError(f"{path}: unreadable CIFAR-10 batch file ({type(exc).__name__})") from None
+
+
+def _folder_images(root: Path) -> Iterator[tuple[str, str, str, bytes]]:
+    """(split, class, path, encoded bytes) for every image of root/{train,test}/<class>/."""
+    for split in ("train", "test"):
+        for class_dir in sorted(p for p in (root / split).iterdir() if p.is_dir()):
+            for path in sorted(class_dir.iterdir()):
+                if path.suffix.lower() in IMAGE_SUFFIXES:
+                    yield split, class_dir.name, str(path), path.read_bytes()
+
+
+def _tar_images(archive: Path) -> Iterator[tuple[str, str, str, bytes]]:
+    """Same as _folder_images, straight from an archive (an optional single top folder is allowed)."""
+    try:
+        with tarfile.open(archive) as tar:
+            for member in sorted(tar.getmembers(), key=lambda m: m.name):  # same order as the extracted tree
+                parts = Path(member.name).parts
+                if not member.isfile() or Path(member.name).suffix.lower() not in IMAGE_SUFFIXES or len(parts) < 3:
+                    continue
+                split, cls = parts[-3], parts[-2]
+                if split in ("train", "test"):
+                    yield split, cls, f"{archive}:{member.name}", tar.extractfile(member).read()
+    except (tarfile.TarError, EOFError, OSError) as exc:
+        raise DataError(f"{archive}: unreadable archive ({exc})") from None
+
+
+def _read_image_tree(items: Iterator[tuple[str, str, str, bytes]], source: str) -> ImageArrays:
+    images: dict[str, list[np.ndarray]] = {"train": [], "test": []}
+    names: dict[str, list[str]] = {"train": [], "test": []}
+    for split, cls, path, blob in items:
+        try:
+            with Image.open(io.BytesIO(blob)) as im:
+                pixels = np.asarray(im.convert("RGB"))
+        except Exception as exc:  # noqa: BLE001 - PIL raises several kinds for broken files
+            raise DataError(f"{path}: unreadable image ({type(exc).__name__})") from None
+        if pixels.shape != (32, 32, 3):
+            raise DataError(f"{path}: expected a 32x32 image, got {pixels.shape[1]}x{pixels.shape[0]}")
+        images[split].append(pixels)
+        names[split].append(cls)
+    classes = tuple(sorted(set(names["train"])))  # ImageFolder's convention; CIFAR-10's names sort in label order
+    for split in ("train", "test"):
+        if not images[split]:
+            raise DataError(f"{source}: no images under {split}/<class>/")
+    if set(names["test"]) != set(classes):
+        raise DataError(f"{source}: test classes {sorted(set(names['test']))} differ from train classes {list(classes)}")
+    index = {c: i for i, c in enumerate(classes)}
+    return ImageArrays(
+        name="cifar10", source=source, classes=classes,
+        train_x=np.stack(images["train"]), train_y=np.array([index[c] for c in names["train"]], dtype=np.int64),
+        test_x=np.stack(images["test"]), test_y=np.array([index[c] for c in names["test"]], dtype=np.int64),
+    )
+
+
+def _cache_key(source: Path) -> str:
+    """Changes when the source changes: its path, and size + mtime of it and (for a tree) its class folders."""
+    stats = [source.resolve()]
+    paths = [source] if source.is_file() else sorted(p for s in ("train", "test") for p in (source / s).iterdir())
+    stats += [(str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in paths]
+    return hashlib.sha1(repr(stats).encode()).hexdigest()[:16]
+
+
+def _cached(source: Path, cache_dir: Path, decode) -> ImageArrays:
+    """Decode once, then serve the uint8 arrays from cache_dir (written atomically, so a crash leaves no torn file)."""
+    path = cache_dir / f"cifar10-{_cache_key(source)}.npz"
+    if path.exists():
+        try:
+            with np.load(path) as z:
+                return ImageArrays(name="cifar10", source=str(source), classes=tuple(z["classes"].tolist()),
+                                   train_x=z["train_x"], train_y=z["train_y"], test_x=z["test_x"], test_y=z["test_y"])
+        except Exception:  # noqa: BLE001 - a damaged cache is rebuilt, never trusted
+            path.unlink(missing_ok=True)
+    data = decode()
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=cache_dir, suffix=".npz.tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, classes=np.array(data.classes), train_x=data.train_x, train_y=data.train_y,
+                     test_x=data.test_x, test_y=data.test_y)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return data

@@ -1,0 +1,85 @@
+"""Command-line flags derived from a config dataclass: one flag per field, its docstring as help, its type as parser."""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import inspect
+import sys
+import textwrap
+import types
+import typing
+from dataclasses import MISSING, fields
+from typing import Any, Literal
+
+
+class OneLineErrorParser(argparse.ArgumentParser):
+    """argparse, but a usage error is a single line on stderr and exit code 2."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def field_docs(cls: type) -> dict[str, str]:
+    """The docstring written under each field of a dataclass, whitespace collapsed."""
+    tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
+    body = tree.body[0].body
+    docs = {}
+    for stmt, nxt in zip(body, body[1:], strict=False):
+        if (isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name) and isinstance(nxt, ast.Expr)
+                and isinstance(nxt.value, ast.Constant) and isinstance(nxt.value.value, str)):
+            docs[stmt.target.id] = " ".join(nxt.value.value.split())
+    return docs
+
+
+def _scalar_type(hint: Any) -> tuple[Any, bool]:
+    """(underlying type, optional?) for hints like int, int | None, Literal[...]."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        return args[0], True
+    return hint, False
+
+
+def _optional(parse):
+    def convert(text: str):
+        return None if text.lower() == "none" else parse(text)
+    convert.__name__ = parse.__name__  # argparse names the type in its error message
+    return convert
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, ...] = (),
+                         defaults: dict[str, Any] | None = None) -> None:
+    """Add one --flag per dataclass field (bools get --flag / --no-flag). `defaults` overrides the dataclass's."""
+    hints = typing.get_type_hints(cls)
+    docs = field_docs(cls)
+    defaults = defaults or {}
+    for f in fields(cls):
+        if f.name in skip:
+            continue
+        default = defaults.get(f.name, f.default if f.default is not MISSING else None)
+        flag = "--" + f.name.replace("_", "-")
+        kind, optional = _scalar_type(hints[f.name])
+        help_text = f"{docs.get(f.name, '')} (default: {default})"
+        if kind is bool:
+            parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=default,
+                                help=help_text)
+        elif typing.get_origin(kind) is Literal:
+            parser.add_argument(flag, dest=f.name, choices=typing.get_args(kind), default=default, help=help_text)
+        else:
+            parse = _optional(kind) if optional else kind
+            parser.add_argument(flag, dest=f.name, type=parse, default=default, metavar=f.name.upper(),
+                                help=help_text)
+
+
+def config_from_args(cls: type, args: argparse.Namespace, parser: argparse.ArgumentParser):
+    """Build the dataclass from parsed flags; a validation error becomes a one-line usage error."""
+    values = {f.name: getattr(args, f.name) for f in fields(cls) if hasattr(args, f.name)}
+    try:
+        return cls(**values)
+    except ValueError as exc:
+        parser.error(str(exc))
+
+
+def die(message: str, code: int = 2) -> typing.NoReturn:
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(code)

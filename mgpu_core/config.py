@@ -1,0 +1,133 @@
+"""The trainer's configuration: one typed dataclass, validated on construction; the CLI is derived from it."""
+
+from __future__ import annotations
+
+import typing
+from dataclasses import dataclass, fields
+from typing import Literal
+
+Mode = Literal["single", "dp", "ddp"]
+Pipeline = Literal["device", "dataloader"]
+DatasetName = Literal["auto", "cifar10", "synthetic"]
+DeviceKind = Literal["auto", "cuda", "cpu"]
+Precision = Literal["fp32", "bf16"]
+
+
+class ConfigError(ValueError):
+    """A configuration value is invalid; the message names the field and reads as one line."""
+
+
+@dataclass
+class TrainConfig:
+    mode: Mode = "single"
+    """Parallel mode: single (one device, no wrapper), dp (nn.DataParallel, one process driving --devices GPUs),
+    ddp (DistributedDataParallel, one process per device, started by torchrun)."""
+
+    devices: int = 1
+    """GPUs driven by one dp process. single uses 1; ddp takes its world size from torchrun."""
+
+    device: DeviceKind = "auto"
+    """Device type: auto (CUDA when available, else CPU), cuda or cpu."""
+
+    dataset: DatasetName = "auto"
+    """auto: CIFAR-10 when found or downloadable, else synthetic with a notice; cifar10: CIFAR-10 or an error;
+    synthetic: a learnable CIFAR-shaped set generated from the seed."""
+
+    data_dir: str | None = None
+    """CIFAR-10 location: a folder with cifar-10-batches-py/, or with train/<class>/ and test/<class>/ images, or a
+    .tar.gz of such a tree. Default ~/.cache/mgpu-bench/cifar10, where downloads also land."""
+
+    cache_dir: str | None = None
+    """Where decoded image folders are cached as uint8 arrays. Default ~/.cache/mgpu-bench."""
+
+    download: bool = True
+    """Try torchvision's CIFAR-10 download (bounded by a short timeout) when no local copy is found."""
+
+    synthetic_train_size: int = 50_000
+    """Training samples of the synthetic set."""
+
+    synthetic_test_size: int = 10_000
+    """Test samples of the synthetic set."""
+
+    train_samples: int | None = None
+    """Train on a seeded random subset of this many samples (default: the whole training set)."""
+
+    pipeline: Pipeline = "device"
+    """device: uint8 data resident on the training device, augmentation per batch there; dataloader: the classic
+    torch DataLoader over PIL images with ToTensor + Normalize."""
+
+    workers: int = 2
+    """DataLoader worker processes per rank (dataloader pipeline only)."""
+
+    batch_size: int = 128
+    """Samples per device per step: single 128, dp 128 x devices split across replicas, ddp 128 on each rank."""
+
+    eval_batch_size: int = 1000
+    """Samples per device per evaluation step."""
+
+    epochs: int = 1
+    """Timed training epochs."""
+
+    warmup_steps: int = 10
+    """Untimed training steps run first (kernel selection, allocator, workers); the model and optimizer are
+    restored afterwards, so warm-up changes timings only, never the trained weights."""
+
+    warmup_epochs: int = 0
+    """Untimed whole epochs of warm-up, run before warmup_steps; restored the same way."""
+
+    lr: float = 1e-3
+    """Adam learning rate."""
+
+    augment: bool = False
+    """Random crop (reflect padding 4) and horizontal flip of training images."""
+
+    precision: Precision = "fp32"
+    """Training arithmetic: fp32, or bf16 autocast (CUDA, or a CPU with AMX / AVX512-BF16)."""
+
+    channels_last: bool = False
+    """Keep activations and weights in channels_last memory format."""
+
+    threads: int | None = None
+    """CPU threads per process (default: usable cores divided by the processes on this node)."""
+
+    seed: int = 0
+    """Seed for weights, shuffling, augmentation and the synthetic set."""
+
+    dist_timeout_s: float = 600.0
+    """Timeout of collectives, so a dead or stuck rank ends the run instead of hanging it."""
+
+    def __post_init__(self) -> None:
+        hints = typing.get_type_hints(type(self))
+        for f in fields(self):
+            allowed = typing.get_args(hints[f.name])
+            if typing.get_origin(hints[f.name]) is Literal and getattr(self, f.name) not in allowed:
+                _fail(f.name, f"must be one of {', '.join(allowed)}", getattr(self, f.name))
+        for name in ("devices", "synthetic_train_size", "synthetic_test_size", "batch_size", "eval_batch_size",
+                     "epochs"):
+            _at_least(name, getattr(self, name), 1)
+        for name in ("workers", "warmup_steps", "warmup_epochs", "seed"):
+            _at_least(name, getattr(self, name), 0)
+        for name in ("train_samples", "threads"):
+            if getattr(self, name) is not None:
+                _at_least(name, getattr(self, name), 1)
+        if not self.lr > 0:
+            _fail("lr", "must be > 0", self.lr)
+        if not self.dist_timeout_s > 0:
+            _fail("dist_timeout_s", "must be > 0", self.dist_timeout_s)
+        if self.mode != "dp" and self.devices != 1:
+            _fail("devices", f"only dp drives several devices from one process; {self.mode} needs 1", self.devices)
+        if self.mode == "dp" and self.device == "cpu":
+            _fail("mode", "dp needs CUDA devices (nn.DataParallel does nothing on CPU); use ddp", self.mode)
+
+    @property
+    def devices_per_process(self) -> int:
+        return self.devices if self.mode == "dp" else 1
+
+
+def _at_least(name: str, value: int, low: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        _fail(name, f"must be an integer >= {low}", value)
+
+
+def _fail(name: str, why: str, value: object) -> typing.NoReturn:
+    raise ConfigError(f"{name}: {why} (got {value!r})")

@@ -1,0 +1,42 @@
+"""Choosing the dataset a run uses: CIFAR-10 found locally, downloaded, or the synthetic stand-in."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from .cifar_files import download_cifar10, find_cifar10
+from .config import TrainConfig
+from .image_arrays import DataError, ImageArrays
+from .synthetic import synthetic_cifar
+
+DEFAULT_HOME = Path.home() / ".cache" / "mgpu-bench"
+
+
+def load_dataset(cfg: TrainConfig, notice: Callable[[str], None] = print) -> ImageArrays:
+    """The dataset cfg asks for, subset to cfg.train_samples. Raises DataError with a one-line reason."""
+    data = _load_whole(cfg, notice)
+    return data.subset(cfg.train_samples, cfg.seed)
+
+
+def _load_whole(cfg: TrainConfig, notice: Callable[[str], None]) -> ImageArrays:
+    if cfg.dataset == "synthetic":
+        return synthetic_cifar(cfg.synthetic_train_size, cfg.synthetic_test_size, cfg.seed)
+    data_dir = Path(cfg.data_dir).expanduser() if cfg.data_dir else DEFAULT_HOME / "cifar10"
+    cache_dir = Path(cfg.cache_dir).expanduser() if cfg.cache_dir else DEFAULT_HOME
+    if cfg.data_dir and not data_dir.exists():
+        raise DataError(f"{data_dir}: no such file or folder (--data-dir)")
+    found = find_cifar10(data_dir, cache_dir)
+    if found is not None:
+        return found
+    reason = "download disabled"
+    if cfg.download:
+        found, reason = download_cifar10(data_dir)
+        if found is not None:
+            return found
+    if cfg.dataset == "cifar10":
+        raise DataError(f"{data_dir}: no CIFAR-10 found (cifar-10-batches-py/, train/ + test/, or .tar.gz) "
+                        f"and no download ({reason})")
+    notice(f"notice: no CIFAR-10 in {data_dir} ({reason}); using the synthetic set "
+           f"({cfg.synthetic_train_size} + {cfg.synthetic_test_size} samples, seed {cfg.seed})")
+    return synthetic_cifar(cfg.synthetic_train_size, cfg.synthetic_test_size, cfg.seed)

@@ -1,0 +1,119 @@
+"""Process group lifecycle from torchrun's environment, the device each process owns, and explicit reductions."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+
+import torch
+import torch.distributed as dist
+
+from .config import ConfigError, TrainConfig
+
+
+@dataclass(frozen=True)
+class DistEnv:
+    rank: int
+    world_size: int
+    local_rank: int
+    local_world_size: int
+    device: torch.device
+    backend: str | None
+    """'nccl' or 'gloo' under ddp, None when no process group exists."""
+    threads: int
+    """torch intra-op threads of this process."""
+    local_devices: int = 1
+    """Devices this one process drives: cfg.devices under dp, else 1."""
+
+    @property
+    def total_devices(self) -> int:
+        return self.world_size * self.local_devices
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.backend is not None
+
+
+def resolve_device_type(cfg: TrainConfig) -> str:
+    """'cuda' or 'cpu' for this run; a request the machine cannot meet is a ConfigError."""
+    if cfg.device == "cpu":
+        return "cpu"
+    if torch.cuda.is_available():
+        return "cuda"
+    if cfg.device == "cuda":
+        raise ConfigError("device: cuda requested but no CUDA device is visible")
+    if cfg.mode == "dp":
+        raise ConfigError("mode: dp needs CUDA devices and none is visible; use ddp (CPU processes over gloo)")
+    return "cpu"
+
+
+def usable_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+@contextmanager
+def process_group(cfg: TrainConfig, init_method: str | None = None) -> Iterator[DistEnv]:
+    """The process's place in the run. Under ddp, a process group comes up from torchrun's variables (RANK,
+    WORLD_SIZE, LOCAL_RANK, MASTER_ADDR/PORT), or from `init_method` plus those variables, or, with none set, as a
+    group of one; it is torn down on exit, also on error. single and dp run with no group."""
+    device_type = resolve_device_type(cfg)
+    rank = int(os.environ.get("RANK", 0)) if cfg.mode == "ddp" else 0
+    world = int(os.environ.get("WORLD_SIZE", 1)) if cfg.mode == "ddp" else 1
+    local_rank = int(os.environ.get("LOCAL_RANK", 0)) if cfg.mode == "ddp" else 0
+    local_world = int(os.environ.get("LOCAL_WORLD_SIZE", world)) if cfg.mode == "ddp" else 1
+
+    if device_type == "cuda":
+        needed = local_rank + 1 if cfg.mode == "ddp" else cfg.devices
+        if needed > torch.cuda.device_count():
+            raise ConfigError(f"devices: {needed} GPUs needed on this node, {torch.cuda.device_count()} visible")
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+    else:
+        device = torch.device("cpu")
+    threads = cfg.threads or max(1, usable_cores() // local_world)  # ranks on one node share its cores
+    torch.set_num_threads(threads)
+
+    if cfg.mode != "ddp":
+        yield DistEnv(rank, world, local_rank, local_world, device, None, threads, cfg.devices_per_process)
+        return
+
+    backend = "nccl" if device_type == "cuda" else "gloo"
+    with tempfile.TemporaryDirectory() as tmp:
+        if init_method is None and "MASTER_ADDR" not in os.environ:
+            init_method = f"file://{tmp}/rendezvous"  # a group of one, started without torchrun
+        dist.init_process_group(backend, init_method=init_method, rank=rank, world_size=world,
+                                timeout=timedelta(seconds=cfg.dist_timeout_s),
+                                device_id=device if device_type == "cuda" else None)
+        try:
+            yield DistEnv(rank, world, local_rank, local_world, device, backend, threads)
+        finally:
+            dist.destroy_process_group()
+
+
+def device_synchronize(env: DistEnv) -> None:
+    """Wait for all queued work on every device this process drives (a host sync; never inside a timed loop)."""
+    if env.device.type == "cuda":
+        for index in range(env.device.index, env.device.index + env.local_devices):
+            torch.cuda.synchronize(index)
+
+
+def barrier(env: DistEnv) -> None:
+    """All ranks reach this point before any goes on (a host sync)."""
+    if env.distributed:
+        dist.barrier(device_ids=[env.device.index]) if env.backend == "nccl" else dist.barrier()
+
+
+def all_reduce_to_host(env: DistEnv, values: list[float | torch.Tensor], op: dist.ReduceOp) -> list[float]:
+    """Reduce scalars across ranks with an explicit op and read them on the host (a host sync)."""
+    t = torch.stack([torch.as_tensor(v, dtype=torch.float64, device=env.device) for v in values])
+    if env.distributed:
+        dist.all_reduce(t, op=op)
+    return t.tolist()

@@ -1,0 +1,36 @@
+"""What the hardware is and can do: device names and bf16 support."""
+
+from __future__ import annotations
+
+import functools
+import platform
+
+import torch
+
+
+@functools.cache
+def _cpuinfo() -> dict[str, str]:
+    try:
+        with open("/proc/cpuinfo") as f:
+            first_cpu = f.read().split("\n\n")[0]
+    except OSError:
+        return {}
+    return {k.strip(): v.strip() for k, v in (line.split(":", 1) for line in first_cpu.splitlines() if ":" in line)}
+
+
+def cpu_model() -> str:
+    return _cpuinfo().get("model name") or platform.processor() or platform.machine()
+
+
+def cpu_has_bf16() -> bool:
+    """AMX or AVX512-BF16: the CPU features that make bf16 autocast fast rather than emulated."""
+    flags = set(_cpuinfo().get("flags", "").split())
+    return bool(flags & {"amx_bf16", "avx512_bf16"})
+
+
+def bf16_supported(device: torch.device) -> bool:
+    return torch.cuda.is_bf16_supported() if device.type == "cuda" else cpu_has_bf16()
+
+
+def device_name(device: torch.device) -> str:
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_model()

@@ -1,0 +1,139 @@
+"""The two input pipelines, with the same samples in the same order and the same augmentation semantics:
+
+- DevicePipeline: the whole uint8 dataset on the training device; gather, crop/flip and normalize per batch there.
+- DataLoaderPipeline: the classic torch DataLoader over PIL images with ToTensor + Normalize, the reference.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+from torchvision import transforms
+
+from .augment import random_crop_flip
+from .config import TrainConfig
+from .distributed import DistEnv
+from .image_arrays import ImageArrays
+from .sharding import EpochShardSampler, eval_indices, shard_indices
+
+CROP_PADDING = 4
+
+
+@dataclass(frozen=True)
+class BatchSpec:
+    """What both pipelines share for one split on one rank."""
+    device: torch.device
+    batch_size: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    channels_last: bool
+    rank: int
+    world_size: int
+    seed: int
+    train: bool
+    augment: bool
+
+    def layout(self, x: torch.Tensor) -> torch.Tensor:
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+
+class DevicePipeline:
+    def __init__(self, images: np.ndarray, labels: np.ndarray, spec: BatchSpec) -> None:
+        self.spec = spec
+        self.images = torch.from_numpy(images).to(spec.device).permute(0, 3, 1, 2).contiguous()  # uint8 NCHW
+        self.labels = torch.from_numpy(labels).to(spec.device)
+        self.shift = torch.tensor(spec.mean, device=spec.device).view(1, 3, 1, 1) * 255
+        self.scale = 1 / (torch.tensor(spec.std, device=spec.device).view(1, 3, 1, 1) * 255)
+        self.generator = torch.Generator(device=spec.device)
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Prepare the epoch's indices on the device here, so the timed loop issues no host-to-device copy."""
+        s = self.spec
+        n = len(self.labels)
+        idx = shard_indices(n, epoch, s.seed, s.rank, s.world_size) if s.train else eval_indices(n, s.rank,
+                                                                                                   s.world_size)
+        self.order = idx.to(s.device)
+        self.generator.manual_seed(hash((s.seed, epoch, s.rank)) & 0x7FFF_FFFF)
+
+    def __len__(self) -> int:
+        return -(-len(self.order) // self.spec.batch_size)
+
+    def __iter__(self):
+        s = self.spec
+        for start in range(0, len(self.order), s.batch_size):
+            idx = self.order[start:start + s.batch_size]
+            x = self.images[idx]
+            if s.augment:
+                x = random_crop_flip(x, self.generator, CROP_PADDING)
+            yield s.layout((x.float() - self.shift) * self.scale), self.labels[idx]
+
+
+class PILImages(Dataset):
+    """uint8 arrays served as PIL images through torchvision transforms, as the classic tutorial does."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, transform) -> None:
+        self.images, self.labels, self.transform = images, labels, transform
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int):
+        return self.transform(Image.fromarray(self.images[i])), int(self.labels[i])
+
+
+class DataLoaderPipeline:
+    def __init__(self, images: np.ndarray, labels: np.ndarray, spec: BatchSpec, workers: int) -> None:
+        self.spec = spec
+        steps = []
+        if spec.augment:
+            steps = [transforms.RandomCrop(32, padding=CROP_PADDING, padding_mode="reflect"),
+                     transforms.RandomHorizontalFlip()]
+        tf = transforms.Compose(steps + [transforms.ToTensor(), transforms.Normalize(spec.mean, spec.std)])
+        n = len(labels)
+        self.sampler = (EpochShardSampler(n, spec.seed, spec.rank, spec.world_size) if spec.train
+                        else eval_indices(n, spec.rank, spec.world_size).tolist())
+        self.generator = torch.Generator()
+        self.workers = workers
+        # Not persistent: each epoch starts workers seeded from self.generator, as the classic default does,
+        # so an epoch's augmentation depends on the seed and epoch only (not on a warm-up before it).
+        self.loader = DataLoader(PILImages(images, labels, tf), batch_size=spec.batch_size, sampler=self.sampler,
+                                 num_workers=workers, pin_memory=spec.device.type == "cuda",
+                                 generator=self.generator)
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch: int) -> None:
+        if self.spec.train:
+            self.sampler.set_epoch(epoch)
+        epoch_seed = hash((self.spec.seed, epoch, self.spec.rank)) & 0x7FFF_FFFF
+        self.generator.manual_seed(epoch_seed)
+        if self.workers == 0 and self.spec.augment:
+            torch.manual_seed(epoch_seed)  # without workers the transforms draw from the global RNG
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self):
+        for x, y in self.loader:
+            yield (self.spec.layout(x.to(self.spec.device, non_blocking=True)),
+                   y.to(self.spec.device, non_blocking=True))
+
+
+def build_pipelines(cfg: TrainConfig, data: ImageArrays, env: DistEnv):
+    """(train, test) pipelines for this rank. The process batch is batch_size x devices_per_process (dp splits it)."""
+    mean, std = data.channel_stats()
+
+    def spec(train: bool, batch: int) -> BatchSpec:
+        return BatchSpec(device=env.device, batch_size=batch * cfg.devices_per_process, mean=mean, std=std,
+                         channels_last=cfg.channels_last, rank=env.rank, world_size=env.world_size, seed=cfg.seed,
+                         train=train, augment=cfg.augment and train)
+
+    if cfg.pipeline == "device":
+        return (DevicePipeline(data.train_x, data.train_y, spec(True, cfg.batch_size)),
+                DevicePipeline(data.test_x, data.test_y, spec(False, cfg.eval_batch_size)))
+    return (DataLoaderPipeline(data.train_x, data.train_y, spec(True, cfg.batch_size), cfg.workers),
+            DataLoaderPipeline(data.test_x, data.test_y, spec(False, cfg.eval_batch_size), cfg.workers))

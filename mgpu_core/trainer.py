@@ -1,0 +1,204 @@
+"""Training and evaluation: the timed epoch, exact distributed evaluation, warm-up kept off the clock."""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+
+from .config import ConfigError, TrainConfig
+from .distributed import DistEnv, all_reduce_to_host, barrier, device_synchronize
+from .hardware import bf16_supported, device_name
+from .image_arrays import ImageArrays
+from .model import SimpleCNN
+from .parallel import unwrap, wrap_model
+from .pipelines import build_pipelines
+
+
+@dataclass
+class EpochRecord:
+    epoch: int
+    time_s: float
+    """Wall time of the timed loop on the slowest rank (MAX over ranks)."""
+    samples: int
+    """Samples trained, summed over ranks (includes DistributedSampler's wrap-around padding)."""
+    steps: int
+    """Optimizer steps (the same on every rank)."""
+    samples_per_s: float
+    samples_per_s_per_device: float
+    loss: float
+    """Mean training loss per sample."""
+    train_acc: float
+
+
+@dataclass
+class EvalRecord:
+    epoch: int
+    accuracy: float
+    loss: float
+    correct: int
+    samples: int
+    """Test samples counted, summed over ranks: each exactly once."""
+    time_s: float
+
+
+@dataclass
+class RunResult:
+    config: dict
+    dataset: dict
+    device_type: str
+    device_name: str
+    devices: int
+    """Devices trained on: world_size x devices per process."""
+    world_size: int
+    backend: str | None
+    threads: int
+    setup_s: float
+    """Model, optimizer and pipeline construction (data to the device included)."""
+    warmup_s: float
+    warmup_steps: int
+    epochs: list[EpochRecord] = field(default_factory=list)
+    evals: list[EvalRecord] = field(default_factory=list)
+
+    @property
+    def final_val_acc(self) -> float:
+        return self.evals[-1].accuracy
+
+    def to_dict(self) -> dict:
+        return asdict(self) | {"final_val_acc": self.final_val_acc}
+
+
+class StepRunner:
+    """One training step after another; per-step statistics stay on the device (no host sync anywhere here)."""
+
+    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, cfg: TrainConfig, env: DistEnv) -> None:
+        self.model, self.optimizer, self.env = model, optimizer, env
+        self.autocast = lambda: torch.autocast(env.device.type, dtype=torch.bfloat16,
+                                               enabled=cfg.precision == "bf16")
+
+    def run(self, batches: Iterable, max_steps: int | None = None):
+        """Train on `batches` (at most max_steps). Returns (loss_sum, correct) as device tensors, and the host-known
+        (samples, steps)."""
+        self.model.train()
+        loss_sum = torch.zeros((), device=self.env.device)
+        correct = torch.zeros((), dtype=torch.int64, device=self.env.device)
+        samples = steps = 0
+        for x, y in batches:
+            with self.autocast():
+                logits = self.model(x)
+                loss = F.cross_entropy(logits, y)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            loss_sum += loss.detach().float() * y.shape[0]
+            correct += (logits.argmax(1) == y).sum()
+            samples += y.shape[0]
+            steps += 1
+            if steps == max_steps:
+                break
+        return loss_sum, correct, samples, steps
+
+
+def train_epoch(runner: StepRunner, pipeline, epoch: int) -> EpochRecord:
+    """One timed epoch. The clock starts after a barrier and a synchronize, stops after a synchronize; the
+    statistics are reduced (time MAX, counts SUM) and read on the host only after the clock stops."""
+    env = runner.env
+    pipeline.set_epoch(epoch)
+    barrier(env)
+    device_synchronize(env)
+    start = time.perf_counter()
+    loss_sum, correct, samples, steps = runner.run(pipeline)
+    device_synchronize(env)
+    elapsed = time.perf_counter() - start
+    [time_s] = all_reduce_to_host(env, [elapsed], dist.ReduceOp.MAX)
+    loss_sum, correct, samples = all_reduce_to_host(env, [loss_sum, correct, samples], dist.ReduceOp.SUM)
+    return EpochRecord(epoch=epoch, time_s=time_s, samples=int(samples), steps=steps,
+                       samples_per_s=samples / time_s, samples_per_s_per_device=samples / time_s / env.total_devices,
+                       loss=loss_sum / samples, train_acc=correct / samples)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, pipeline, cfg: TrainConfig, env: DistEnv, epoch: int) -> EvalRecord:
+    """Exact accuracy over the test set: disjoint shards per rank, counts summed. DDP's wrapper is bypassed because
+    ranks hold unequal shards and evaluation needs no gradient sync; dp keeps its wrapper to use all its GPUs."""
+    net = model if cfg.mode == "dp" else unwrap(model)
+    net.eval()
+    device_synchronize(env)
+    start = time.perf_counter()
+    loss_sum = torch.zeros((), dtype=torch.float64, device=env.device)
+    correct = torch.zeros((), dtype=torch.int64, device=env.device)
+    samples = 0
+    with torch.autocast(env.device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
+        for x, y in pipeline:
+            logits = net(x)
+            loss_sum += F.cross_entropy(logits.float(), y, reduction="sum")
+            correct += (logits.argmax(1) == y).sum()
+            samples += y.shape[0]
+    loss_sum, correct, samples = all_reduce_to_host(env, [loss_sum, correct, samples], dist.ReduceOp.SUM)
+    [time_s] = all_reduce_to_host(env, [time.perf_counter() - start], dist.ReduceOp.MAX)
+    return EvalRecord(epoch=epoch, accuracy=correct / samples, loss=loss_sum / samples, correct=int(correct),
+                      samples=int(samples), time_s=time_s)
+
+
+def warm_up(runner: StepRunner, pipeline, cfg: TrainConfig) -> tuple[float, int]:
+    """Untimed steps (kernel selection, allocator, worker start-up), then the model and optimizer are put back as
+    they were, so the timed epochs train exactly as they would have without warm-up. Returns (seconds, steps)."""
+    if cfg.warmup_epochs == 0 and cfg.warmup_steps == 0:
+        return 0.0, 0
+    model = unwrap(runner.model)
+    saved_model = copy.deepcopy(model.state_dict())
+    saved_optimizer = copy.deepcopy(runner.optimizer.state_dict())
+    barrier(runner.env)
+    device_synchronize(runner.env)
+    start = time.perf_counter()
+    steps = 0
+    for epoch in range(cfg.warmup_epochs):
+        pipeline.set_epoch(epoch)
+        steps += runner.run(pipeline)[3]
+    if cfg.warmup_steps:
+        pipeline.set_epoch(0)
+        steps += runner.run(pipeline, max_steps=cfg.warmup_steps)[3]
+    device_synchronize(runner.env)
+    [seconds] = all_reduce_to_host(runner.env, [time.perf_counter() - start], dist.ReduceOp.MAX)
+    model.load_state_dict(saved_model)
+    runner.optimizer.load_state_dict(saved_optimizer)
+    return seconds, steps
+
+
+def train_and_evaluate(cfg: TrainConfig, env: DistEnv, data: ImageArrays,
+                       log: Callable[[str], None] = print) -> tuple[RunResult, nn.Module]:
+    """Warm up, then train cfg.epochs timed epochs, evaluating after each one off the clock."""
+    if cfg.precision == "bf16" and not bf16_supported(env.device):
+        raise ConfigError(f"precision: bf16 is not supported on {device_name(env.device)}")
+    start = time.perf_counter()
+    torch.manual_seed(cfg.seed)  # the same initial weights on every rank and in every mode
+    if env.device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    model = wrap_model(SimpleCNN(len(data.classes)), cfg, env)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    train_pipe, test_pipe = build_pipelines(cfg, data, env)
+    runner = StepRunner(model, optimizer, cfg, env)
+    device_synchronize(env)
+    setup_s = time.perf_counter() - start
+
+    warmup_s, warmup_steps = warm_up(runner, train_pipe, cfg)
+    result = RunResult(config=asdict(cfg), dataset=data.describe(), device_type=env.device.type,
+                       device_name=device_name(env.device), devices=env.total_devices, world_size=env.world_size,
+                       backend=env.backend, threads=env.threads, setup_s=setup_s, warmup_s=warmup_s,
+                       warmup_steps=warmup_steps)
+    log(f"warm-up {warmup_steps} steps in {warmup_s:.2f} s (not timed, weights restored)")
+    for epoch in range(cfg.epochs):
+        record = train_epoch(runner, train_pipe, epoch)
+        evaluation = evaluate(model, test_pipe, cfg, env, epoch)
+        result.epochs.append(record)
+        result.evals.append(evaluation)
+        log(f"epoch {epoch + 1}/{cfg.epochs}  {record.time_s:.2f} s  {record.samples_per_s:,.0f} samples/s "
+            f"({record.samples_per_s_per_device:,.0f}/device)  loss {record.loss:.4f}  "
+            f"train acc {record.train_acc:.2%}  val acc {evaluation.accuracy:.2%}")
+    return result, model
