@@ -122,7 +122,8 @@ def _read_image_tree(items: Iterator[tuple[str, str, str, bytes]], source: str) 
         if not images[split]:
             raise DataError(f"{source}: no images under {split}/<class>/")
     if set(names["test"]) != set(classes):
-        raise DataError(f"{source}: test classes {sorted(set(names['test']))} differ from train classes {list(classes)}")
+        raise DataError(f"{source}: test classes {sorted(set(names['test']))} differ from "
+                        f"train classes {list(classes)}")
     index = {c: i for i, c in enumerate(classes)}
     return ImageArrays(
         name="cifar10", source=source, classes=classes,

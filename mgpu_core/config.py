@@ -11,6 +11,7 @@ Pipeline = Literal["device", "dataloader"]
 DatasetName = Literal["auto", "cifar10", "synthetic"]
 DeviceKind = Literal["auto", "cuda", "cpu"]
 Precision = Literal["fp32", "bf16"]
+OptimizerName = Literal["adam", "sgd"]
 
 
 class ConfigError(ValueError):
@@ -75,8 +76,11 @@ class TrainConfig:
     warmup_epochs: int = 0
     """Untimed whole epochs of warm-up, run before warmup_steps; restored the same way."""
 
+    optimizer: OptimizerName = "adam"
+    """adam (the classic recipe), or sgd with momentum 0.9."""
+
     lr: float = 1e-3
-    """Adam learning rate."""
+    """Learning rate."""
 
     augment: bool = False
     """Random crop (reflect padding 4) and horizontal flip of training images."""

@@ -171,6 +171,12 @@ def warm_up(runner: StepRunner, pipeline, cfg: TrainConfig) -> tuple[float, int]
     return seconds, steps
 
 
+def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=0.9)
+    return torch.optim.Adam(model.parameters(), lr=cfg.lr)
+
+
 def train_and_evaluate(cfg: TrainConfig, env: DistEnv, data: ImageArrays,
                        log: Callable[[str], None] = print) -> tuple[RunResult, nn.Module]:
     """Warm up, then train cfg.epochs timed epochs, evaluating after each one off the clock."""
@@ -181,7 +187,7 @@ def train_and_evaluate(cfg: TrainConfig, env: DistEnv, data: ImageArrays,
     if env.device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     model = wrap_model(SimpleCNN(len(data.classes)), cfg, env)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    optimizer = make_optimizer(model, cfg)
     train_pipe, test_pipe = build_pipelines(cfg, data, env)
     runner = StepRunner(model, optimizer, cfg, env)
     device_synchronize(env)

@@ -1,0 +1,162 @@
+
+import pickle
+import tarfile
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from mgpu_core.cifar_files import find_cifar10, read_official
+from mgpu_core.config import TrainConfig
+from mgpu_core.datasets import load_dataset
+from mgpu_core.image_arrays import DataError
+from mgpu_core.synthetic import synthetic_cifar
+
+CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+
+
+def write_official(root, per_batch=6, seed=0):
+    """torchvision's python format: channel-major rows of 3072 bytes; returns the NHWC images and labels written."""
+    rng = np.random.default_rng(seed)
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    written = {}
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        nchw = rng.integers(0, 256, (per_batch, 3, 32, 32), dtype=np.uint8)
+        labels = rng.integers(0, 10, per_batch).tolist()
+        with open(folder / name, "wb") as f:
+            pickle.dump({"data": nchw.reshape(per_batch, -1), "labels": labels}, f)
+        written[name] = (nchw.transpose(0, 2, 3, 1), np.array(labels))
+    with open(folder / "batches.meta", "wb") as f:
+        pickle.dump({"label_names": CLASSES}, f)
+    return written
+
+
+def write_tree(root, per_class=3, classes=CLASSES, suffix=".png", seed=0):
+    rng = np.random.default_rng(seed)
+    expected = {"train": [], "test": []}
+    for split in ("train", "test"):
+        for label, cls in enumerate(classes):
+            (root / split / cls).mkdir(parents=True)
+            for i in range(per_class):
+                pixels = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+                Image.fromarray(pixels).save(root / split / cls / f"{i:04d}{suffix}")
+                expected[split].append((pixels, label))
+    return expected
+
+
+def test_official_format_reads_back_pixels_and_labels(tmp_path):
+    written = write_official(tmp_path)
+    data = find_cifar10(tmp_path, tmp_path / "cache")
+    train_x = np.concatenate([written[f"data_batch_{i}"][0] for i in range(1, 6)])
+    train_y = np.concatenate([written[f"data_batch_{i}"][1] for i in range(1, 6)])
+    assert data.train_x.shape == (30, 32, 32, 3) and data.train_x.dtype == np.uint8
+    np.testing.assert_array_equal(data.train_x, train_x)
+    np.testing.assert_array_equal(data.train_y, train_y)
+    np.testing.assert_array_equal(data.test_x, written["test_batch"][0])
+    assert data.classes == tuple(CLASSES) and data.name == "cifar10"
+
+
+def test_truncated_official_batch_is_a_one_line_error_naming_the_file(tmp_path):
+    write_official(tmp_path)
+    batch = tmp_path / "cifar-10-batches-py" / "data_batch_3"
+    batch.write_bytes(batch.read_bytes()[:500])
+    with pytest.raises(DataError, match="data_batch_3: unreadable"):
+        read_official(tmp_path / "cifar-10-batches-py")
+
+
+def test_image_tree_reads_back_labels_in_class_order_and_caches(tmp_path):
+    expected = write_tree(tmp_path / "tree")
+    cache = tmp_path / "cache"
+    data = find_cifar10(tmp_path / "tree", cache)
+    assert data.classes == tuple(CLASSES)
+    for split, x, y in (("train", data.train_x, data.train_y), ("test", data.test_x, data.test_y)):
+        np.testing.assert_array_equal(x, np.stack([p for p, _ in expected[split]]))  # PNG is lossless
+        np.testing.assert_array_equal(y, [label for _, label in expected[split]])
+    assert len(list(cache.glob("cifar10-*.npz"))) == 1
+    again = find_cifar10(tmp_path / "tree", cache)
+    np.testing.assert_array_equal(again.train_x, data.train_x)
+    np.testing.assert_array_equal(again.test_y, data.test_y)
+
+
+def test_cache_follows_changes_to_the_tree(tmp_path):
+    write_tree(tmp_path / "tree", per_class=2)
+    first = find_cifar10(tmp_path / "tree", tmp_path / "cache")
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(tmp_path / "tree" / "train" / "cat" / "9999.png")
+    second = find_cifar10(tmp_path / "tree", tmp_path / "cache")
+    assert len(second.train_y) == len(first.train_y) + 1
+
+
+def test_jpeg_tree_and_its_tar_archive_agree(tmp_path):
+    write_tree(tmp_path / "tree", suffix=".jpg", per_class=2)
+    with tarfile.open(tmp_path / "c.tar.gz", "w:gz") as tar:
+        tar.add(tmp_path / "tree" / "test", arcname="test")  # order inside the archive must not matter
+        tar.add(tmp_path / "tree" / "train", arcname="train")
+    tree = find_cifar10(tmp_path / "tree", tmp_path / "cache")
+    archive = find_cifar10(tmp_path / "c.tar.gz", tmp_path / "cache")
+    np.testing.assert_array_equal(tree.train_x, archive.train_x)
+    np.testing.assert_array_equal(tree.test_y, archive.test_y)
+    assert archive.train_x.shape == (20, 32, 32, 3)
+
+
+def test_unreadable_image_names_its_path(tmp_path):
+    write_tree(tmp_path / "tree", per_class=1)
+    (tmp_path / "tree" / "train" / "dog" / "0000.png").write_bytes(b"not a png")
+    with pytest.raises(DataError, match=r"train/dog/0000.png: unreadable image"):
+        find_cifar10(tmp_path / "tree", tmp_path / "cache")
+
+
+def test_test_classes_must_match_train_classes(tmp_path):
+    write_tree(tmp_path / "tree", per_class=1)
+    (tmp_path / "tree" / "test" / "truck" / "0000.png").rename(tmp_path / "tree" / "lost.png")
+    (tmp_path / "tree" / "test" / "truck").rmdir()
+    with pytest.raises(DataError, match="test classes"):
+        find_cifar10(tmp_path / "tree", tmp_path / "cache")
+
+
+def test_auto_falls_back_to_synthetic_with_a_notice(tmp_path):
+    notices = []
+    cfg = TrainConfig(dataset="auto", data_dir=str(tmp_path), download=False, synthetic_train_size=64,
+                      synthetic_test_size=16)
+    data = load_dataset(cfg, notice=notices.append)
+    assert data.name == "synthetic" and len(data.train_y) == 64
+    assert len(notices) == 1 and "synthetic" in notices[0] and str(tmp_path) in notices[0]
+
+
+def test_cifar10_requested_but_absent_is_an_error(tmp_path):
+    with pytest.raises(DataError, match="no CIFAR-10 found"):
+        load_dataset(TrainConfig(dataset="cifar10", data_dir=str(tmp_path), download=False))
+
+
+def test_train_subset_is_seeded_and_keeps_test_whole(tmp_path):
+    write_official(tmp_path, per_batch=20)
+    cfg = TrainConfig(dataset="cifar10", data_dir=str(tmp_path), train_samples=37, download=False)
+    a, b = load_dataset(cfg), load_dataset(cfg)
+    assert len(a.train_y) == 37 and len(a.test_y) == 20
+    np.testing.assert_array_equal(a.train_x, b.train_x)
+
+
+def test_synthetic_is_deterministic_by_seed():
+    a, b, c = synthetic_cifar(300, 50, seed=1), synthetic_cifar(300, 50, seed=1), synthetic_cifar(300, 50, seed=2)
+    np.testing.assert_array_equal(a.train_x, b.train_x)
+    np.testing.assert_array_equal(a.test_y, b.test_y)
+    assert not np.array_equal(a.train_x, c.train_x)
+    assert a.train_x.shape == (300, 32, 32, 3) and a.train_x.dtype == np.uint8
+    assert set(np.unique(a.train_y)) == set(range(10))
+
+
+def test_synthetic_is_learnable_but_not_trivial():
+    """A few hundred steps of the real trainer lift test accuracy far above chance (10%)."""
+    from mgpu_core.distributed import process_group
+    from mgpu_core.trainer import train_and_evaluate
+
+    cfg = TrainConfig(dataset="synthetic", synthetic_train_size=6400, synthetic_test_size=1000, batch_size=64,
+                      epochs=3, warmup_steps=0, device="cpu")
+    data = load_dataset(cfg)
+    with process_group(cfg) as env:
+        result, _ = train_and_evaluate(cfg, env, data, log=lambda _: None)
+    accuracies = [e.accuracy for e in result.evals]
+    assert accuracies[0] < 0.95  # not solved in the first hundred steps
+    assert max(accuracies) > 0.6
+
+
