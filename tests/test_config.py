@@ -3,6 +3,7 @@ import sys
 from dataclasses import fields
 
 import pytest
+import torch
 
 from mgpu_core.cli_args import field_docs
 from mgpu_core.config import ConfigError, TrainConfig
@@ -64,3 +65,11 @@ def test_cli_help_lists_flags_from_the_dataclass():
     for f in fields(TrainConfig):
         assert "--" + f.name.replace("_", "-") in proc.stdout
     assert "torchrun" in proc.stdout
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA device is visible")
+def test_dp_without_cuda_is_refused_in_one_line():
+    proc = run_cli("--mode", "dp", "--devices", "2", "--dataset", "synthetic")
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == ("python -m mgpu_core: error: mode: dp needs CUDA devices and none is visible; "
+                                   "use ddp (CPU processes over gloo)")
