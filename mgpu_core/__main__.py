@@ -8,14 +8,15 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from .cli_args import OneLineErrorParser, add_config_arguments, config_from_args
 from .config import ConfigError, TrainConfig
 from .datasets import load_dataset
-from .distributed import process_group
+from .distributed import DistEnv, process_group
 from .image_arrays import DataError
-from .trainer import train_and_evaluate
+from .trainer import RunResult, train_and_evaluate
 
 EXAMPLES = """examples:
   python -m mgpu_core --dataset cifar10 --data-dir ~/data/cifar10 --epochs 2
@@ -41,10 +42,9 @@ def write_json_atomic(path: Path, record: dict) -> None:
     os.replace(tmp, path)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    cfg = config_from_args(TrainConfig, args, parser)
+def run_configuration(cfg: TrainConfig, prog: str, on_result: Callable[[RunResult, DistEnv], None]) -> int:
+    """Load data, train and evaluate one configuration in this process's place of the run, hand the result to
+    `on_result` on every rank. Bad configuration or data: one line on stderr and 2."""
     try:
         with process_group(cfg) as env:
             log = print if env.is_main else (lambda _message: None)
@@ -57,12 +57,23 @@ def main(argv: list[str] | None = None) -> int:
             log(f"dataset {data.name}: {len(data.train_y)} train + {len(data.test_y)} test from {data.source} "
                 f"({time.perf_counter() - start:.1f} s)")
             result, _ = train_and_evaluate(cfg, env, data, log)
-            if env.is_main and args.json:
-                write_json_atomic(Path(args.json), result.to_dict())
+            on_result(result, env)
     except (ConfigError, DataError) as exc:
-        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
+        print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    cfg = config_from_args(TrainConfig, args, parser)
+
+    def write(result: RunResult, env: DistEnv) -> None:
+        if env.is_main and args.json:
+            write_json_atomic(Path(args.json), result.to_dict())
+
+    return run_configuration(cfg, parser.prog, write)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import ast
 import inspect
-import sys
 import textwrap
 import types
 import typing
@@ -47,6 +46,31 @@ def _optional(parse):
     return convert
 
 
+def _comma_list(item_type: Any):
+    """Parser for tuple[int, ...] or tuple[Literal[...], ...] flags written as 1,2,4: no blanks, no duplicates."""
+    choices = typing.get_args(item_type) if typing.get_origin(item_type) is Literal else None
+
+    def parse(text: str) -> tuple:
+        items = [t.strip() for t in text.split(",")]
+        if any(not t for t in items):
+            raise argparse.ArgumentTypeError(f"empty item in {text!r}")
+        if choices is not None:
+            unknown = [t for t in items if t not in choices]
+            if unknown:
+                raise argparse.ArgumentTypeError(f"unknown {', '.join(unknown)} (choose from {', '.join(choices)})")
+            values = items
+        else:
+            try:
+                values = [item_type(t) for t in items]
+            except ValueError:
+                message = f"not a comma-separated list of {item_type.__name__}: {text!r}"
+                raise argparse.ArgumentTypeError(message) from None
+        if len(set(values)) != len(values):
+            raise argparse.ArgumentTypeError(f"duplicate items in {text!r}")
+        return tuple(values)
+    return parse
+
+
 def add_config_arguments(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, ...] = (),
                          defaults: dict[str, Any] | None = None) -> None:
     """Add one --flag per dataclass field (bools get --flag / --no-flag). `defaults` overrides the dataclass's."""
@@ -63,6 +87,9 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type, skip: tuple
         if kind is bool:
             parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=default,
                                 help=help_text)
+        elif typing.get_origin(kind) is tuple:
+            parser.add_argument(flag, dest=f.name, type=_comma_list(typing.get_args(kind)[0]), default=default,
+                                metavar="A,B,...", help=help_text)
         elif typing.get_origin(kind) is Literal:
             parser.add_argument(flag, dest=f.name, choices=typing.get_args(kind), default=default, help=help_text)
         else:
@@ -80,6 +107,18 @@ def config_from_args(cls: type, args: argparse.Namespace, parser: argparse.Argum
         parser.error(str(exc))
 
 
-def die(message: str, code: int = 2) -> typing.NoReturn:
-    print(f"error: {message}", file=sys.stderr)
-    raise SystemExit(code)
+def config_to_argv(cfg: Any, skip: tuple[str, ...] = ()) -> list[str]:
+    """The flags that rebuild `cfg` through add_config_arguments (None values are left at their default)."""
+    argv = []
+    for f in fields(cfg):
+        value = getattr(cfg, f.name)
+        if f.name in skip or value is None:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        if isinstance(value, bool):
+            argv.append(flag if value else "--no-" + flag[2:])
+        elif isinstance(value, tuple):
+            argv += [flag, ",".join(map(str, value))]
+        else:
+            argv += [flag, str(value)]
+    return argv

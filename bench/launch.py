@@ -1,0 +1,117 @@
+"""Running one configuration as a child process tree: output streamed to a log, a timeout that ends the whole tree."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+TERM_GRACE_S = 10.0
+_EXCEPTION = re.compile(r"^(?:[\w.]+\.)?\w*(?:Error|Exception|Interrupt)\b.*|.*: error: .*")
+_FAILED_RANK = re.compile(r"^\s*rank\s*:\s*(\d+)")
+
+
+@dataclass
+class Outcome:
+    returncode: int | None
+    timed_out: bool
+    wall_s: float
+    error: str | None
+    """One line: what went wrong (and on which rank, when torchrun says), None when the command succeeded."""
+
+
+def descendants(pid: int) -> list[int]:
+    """All processes below `pid`, from /proc (torchrun starts its workers in sessions of their own, so a process
+    group kill would miss them)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    found, stack = [], [pid]
+    while stack:
+        for child in children.get(stack.pop(), []):
+            found.append(child)
+            stack.append(child)
+    return found
+
+
+def kill_tree(proc: subprocess.Popen) -> None:
+    """SIGTERM the process and everything below it, then SIGKILL whatever is left after a grace period."""
+    tree = [proc.pid] + descendants(proc.pid)
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in tree:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + (TERM_GRACE_S if sig == signal.SIGTERM else 5.0)
+        while time.monotonic() < deadline and any(_alive(pid) for pid in tree):
+            proc.poll()  # reap the direct child so it stops counting as alive
+            time.sleep(0.1)
+    proc.wait()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def summarize_failure(lines: list[str]) -> str | None:
+    """The last exception or error line of a failed run's output, with the failing rank torchrun reports."""
+    errors = [line.strip() for line in lines if _EXCEPTION.match(line.strip())]
+    ranks = sorted({m.group(1) for line in lines if (m := _FAILED_RANK.match(line))})
+    message = errors[-1] if errors else (next((x.strip() for x in reversed(lines) if x.strip()), None))
+    if message and ranks:
+        message = f"rank {','.join(ranks)}: {message}"
+    return message
+
+
+def run_logged(cmd: list[str], timeout_s: float, log_path: Path, on_line: Callable[[str], None]) -> Outcome:
+    """Run `cmd`, teeing its output lines to `log_path` and `on_line`; end the whole tree after timeout_s."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    lines: list[str] = []
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
+                                env=os.environ | {"PYTHONUNBUFFERED": "1"})
+
+        def pump() -> None:
+            for line in proc.stdout:
+                log.write(line)
+                lines.append(line.rstrip("\n"))
+                on_line(line)
+
+        reader = threading.Thread(target=pump, daemon=True)
+        reader.start()
+        try:
+            proc.wait(timeout=timeout_s)
+            timed_out = False
+        except subprocess.TimeoutExpired:
+            timed_out = True
+        except BaseException:  # Ctrl-C on the sweep: end the configuration's tree before going up
+            kill_tree(proc)
+            raise
+        if timed_out:
+            kill_tree(proc)
+        reader.join(timeout=5)
+    wall_s = time.perf_counter() - start
+    if timed_out:
+        return Outcome(None, True, wall_s, f"timed out after {timeout_s:g} s; process tree ended")
+    if proc.returncode != 0:
+        return Outcome(proc.returncode, False, wall_s,
+                       summarize_failure(lines) or f"exit code {proc.returncode} with no output")
+    return Outcome(0, False, wall_s, None)

@@ -1,0 +1,63 @@
+"""Where and how a result was produced: machine, software, code version, arguments."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+import torchvision
+
+from mgpu_core.distributed import usable_cores
+from mgpu_core.hardware import cpu_model
+
+HARNESS_DIR = Path(__file__).resolve().parents[1]
+
+
+def _run(cmd: list[str]) -> str | None:
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=10, cwd=HARNESS_DIR)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def git_commit() -> str:
+    commit = _run(["git", "rev-parse", "HEAD"])
+    if commit is None:
+        return "unknown"
+    return commit + ("-dirty" if _run(["git", "status", "--porcelain", "--untracked-files=no"]) else "")
+
+
+def collect(precision: str, seed: int, argv: list[str]) -> dict:
+    cuda = torch.cuda.is_available()
+    driver = _run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"]) if cuda else None
+    world = int(os.environ.get("WORLD_SIZE", 1))
+    return {
+        "host": socket.gethostname(),
+        "platform": platform.platform(),
+        "device_count": torch.cuda.device_count() if cuda else 0,
+        "device_names": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if cuda else [],
+        "driver": driver.splitlines()[0] if driver else None,
+        "cuda": torch.version.cuda,
+        "cudnn": torch.backends.cudnn.version() if cuda else None,
+        "nccl": ".".join(map(str, torch.cuda.nccl.version())) if cuda else None,
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "python": sys.version.split()[0],
+        "cpu_model": cpu_model(),
+        "cpu_cores": usable_cores(),
+        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+        "torch_threads": torch.get_num_threads(),
+        "nodes": max(1, world // int(os.environ.get("LOCAL_WORLD_SIZE", world))),
+        "precision": precision,
+        "seed": seed,
+        "git_commit": git_commit(),
+        "argv": argv,
+        "timestamp": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+    }

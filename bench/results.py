@@ -1,0 +1,102 @@
+"""results.jsonl: one JSON record per configuration-trial, appended atomically the moment it is known."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from pathlib import Path
+
+from mgpu_core.config import TrainConfig
+
+SCHEMA_VERSION = 1
+STATUSES = ("ok", "failed", "timeout", "skipped")
+
+
+def study_id(cfg: TrainConfig, scaling: str, device_type: str) -> str:
+    """Same for every configuration of one study: the settings a sweep holds fixed (not mode, device count, batch
+    split or trial seed), so results from several runs or nodes of one study are pooled, and others kept apart."""
+    fixed = dataclasses.asdict(cfg)
+    for varying in ("mode", "devices", "batch_size", "seed", "data_dir", "cache_dir", "threads"):
+        fixed.pop(varying)
+    return _digest([fixed, scaling, device_type])
+
+
+def config_key(cfg: TrainConfig, devices: int, trial: int, scaling: str, device_type: str) -> str:
+    """Identifies one configuration-trial of one study, for --resume."""
+    return _digest([study_id(cfg, scaling, device_type), cfg.mode, devices, trial])
+
+
+def _digest(value: object) -> str:
+    return hashlib.sha1(json.dumps(value, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def make_record(*, cfg: TrainConfig, devices: int, trial: int, scaling: str, device_type: str, status: str,
+                provenance: dict, result: dict | None = None, error: str | None = None, wall_s: float | None = None,
+                run_id: str | None = None) -> dict:
+    """The record of one configuration-trial; `result` is RunResult.to_dict() when it ran to the end."""
+    assert status in STATUSES
+    epochs = result["epochs"] if result else []
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "run_id": run_id,
+        "study": study_id(cfg, scaling, device_type),
+        "key": config_key(cfg, devices, trial, scaling, device_type),
+        "mode": cfg.mode,
+        "devices": devices,
+        "device_type": device_type,
+        "trial": trial,
+        "scaling": scaling,
+        "batch_per_device": cfg.batch_size,
+        "global_batch": cfg.batch_size * devices,
+        "status": status,
+        "error": error,
+        "wall_s": wall_s,
+        "epoch_times_s": [e["time_s"] for e in epochs],
+        "warmup_s": result["warmup_s"] if result else None,
+        "compile_s": 0.0 if result else None,  # the eager trainer compiles nothing
+        "samples_per_s": [e["samples_per_s"] for e in epochs],
+        "samples_per_s_per_device": [e["samples_per_s_per_device"] for e in epochs],
+        "val_acc": result["final_val_acc"] if result else None,
+        "train_loss": epochs[-1]["loss"] if epochs else None,
+        "train_acc": epochs[-1]["train_acc"] if epochs else None,
+        "dataset": result["dataset"] if result else None,
+        "device_name": result["device_name"] if result else None,
+        "train_config": dataclasses.asdict(cfg),
+        "result": result,
+        "provenance": provenance,
+    }
+
+
+def append_record(path: Path, record: dict) -> None:
+    """One write of one whole line to an O_APPEND file, then fsync: a crash later loses nothing written before."""
+    line = (json.dumps(record, sort_keys=True) + "\n").encode()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def read_records(path: Path, warn=print) -> list[dict]:
+    """Every complete record of `path`; a torn or foreign line is reported and left out."""
+    if not path.exists():
+        return []
+    records = []
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            warn(f"warning: {path}:{number}: incomplete record ignored")
+            continue
+        if record.get("schema_version") != SCHEMA_VERSION:
+            warn(f"warning: {path}:{number}: schema version {record.get('schema_version')} "
+                 f"(this harness reads {SCHEMA_VERSION}); ignored")
+            continue
+        records.append(record)
+    return records

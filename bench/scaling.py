@@ -1,0 +1,182 @@
+"""The scaling study: every mode x device count x trial in its own process group, results with provenance,
+a table with verdicts, and plots of throughput and speedup next to validation accuracy."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import re
+import sys
+import uuid
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from mgpu_core.cli_args import OneLineErrorParser, add_config_arguments, config_from_args, config_to_argv
+from mgpu_core.config import ConfigError, TrainConfig
+from mgpu_core.datasets import load_dataset
+from mgpu_core.distributed import usable_cores
+from mgpu_core.image_arrays import DataError
+
+from .launch import run_logged
+from .plan import Planned, default_counts, plan
+from .provenance import collect
+from .report import write_report
+from .results import append_record, config_key, make_record, read_records
+from .sweep_config import SweepConfig
+
+EXAMPLES = """worked example (4 GPUs, CIFAR-10 already in ~/data/cifar10):
+  python -m bench.scaling --gpus 1,2,4 --dataset cifar10 --data-dir ~/data/cifar10 --epochs 5 --trials 3
+    runs single x1, dp x1/x2/x4 and ddp x1/x2/x4, three trials each, and writes reports/results.jsonl,
+    reports/summary.md and reports/{throughput,speedup,accuracy,scaling}.png.
+  python -m bench.scaling --gpus 1,2,4 --resume          # finish a sweep that was interrupted
+  python -m bench.report reports/results.jsonl --out reports   # redraw without re-running
+On a machine without GPUs the same configurations run as CPU processes over gloo (dp is skipped).
+exit codes: 0 done (failed configurations are recorded, not fatal), 2 bad arguments or data, 130 interrupted"""
+
+CPU_QUICK = {"epochs": 1, "train_samples": 10_000}
+EPOCH_LINE = re.compile(r"^epoch \d+/\d+ ")
+
+
+def build_parser() -> OneLineErrorParser:
+    parser = OneLineErrorParser(prog="python -m bench.scaling", description=__doc__, epilog=EXAMPLES,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_config_arguments(parser.add_argument_group("sweep"), SweepConfig)
+    add_config_arguments(parser.add_argument_group("training (each configuration)"), TrainConfig,
+                         skip=("mode", "devices"), defaults={"epochs": None})
+    return parser
+
+
+def parse(argv: list[str]) -> tuple[SweepConfig, TrainConfig, list[str]]:
+    """(sweep, base training config, notices). On a CPU-only machine, a bare run gets quick settings."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    sweep = config_from_args(SweepConfig, args, parser)
+    notices = []
+    if args.epochs is None:
+        quick = not torch.cuda.is_available() and args.train_samples is None
+        args.epochs = CPU_QUICK["epochs"] if quick else TrainConfig.epochs
+        if quick:
+            args.train_samples = CPU_QUICK["train_samples"]
+            notices.append(f"notice: no GPU and no --epochs: quick CPU settings, {args.epochs} epoch on "
+                           f"{args.train_samples:,} training samples; give --epochs E (and --train-samples N) "
+                           "for the full study")
+    try:
+        train = TrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
+                               if hasattr(args, f.name)})
+    except ConfigError as exc:
+        parser.error(str(exc))
+    return sweep, train, notices
+
+
+def resolve_dataset(train: TrainConfig) -> TrainConfig:
+    """Find (or download) the data once, before any configuration starts; children then read it locally."""
+    data = load_dataset(train)
+    if data.name == "synthetic":
+        return dataclasses.replace(train, dataset="synthetic")
+    return dataclasses.replace(train, dataset="cifar10", download=False)
+
+
+def child_config(base: TrainConfig, entry: Planned, sweep: SweepConfig) -> TrainConfig:
+    """The configuration one child trains: its mode and devices, its share of the batch, the trial's seed."""
+    batch = base.batch_size // entry.devices if sweep.global_batch else base.batch_size
+    return dataclasses.replace(base, mode=entry.mode, devices=entry.devices if entry.mode == "dp" else 1,
+                               batch_size=max(1, batch), seed=base.seed + entry.trial)
+
+
+def command(cfg: TrainConfig, entry: Planned, results: Path, run_id: str, scaling: str, argv: list[str]) -> list[str]:
+    flags = config_to_argv(cfg) + ["--results", str(results), "--trial", str(entry.trial), "--scaling", scaling,
+                                   "--run-id", run_id, "--sweep-argv", json.dumps(argv)]
+    if entry.mode == "ddp":  # torchrun's launcher, a standalone rendezvous on a port the OS picks
+        return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node",
+                str(entry.devices), "-m", "bench.one_config", *flags]
+    return [sys.executable, "-m", "bench.one_config", *flags]
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    sweep, base, notices = parse(argv)
+    visible = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    device_type = "cuda" if visible and base.device != "cpu" else "cpu"
+    visible = visible if device_type == "cuda" else 0
+    if device_type == "cpu":
+        notices.insert(0, "notice: no GPU in use: configurations run as CPU processes over gloo, labelled cpu; "
+                          "dp is skipped")
+    out = Path(sweep.out)
+    results = out / "results.jsonl"
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        base = resolve_dataset(base)
+    except DataError as exc:
+        print(f"python -m bench.scaling: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"python -m bench.scaling: error: --out {out}: {exc.strerror}", file=sys.stderr)
+        return 2
+    for line in notices:
+        print(line)
+
+    scaling = "strong" if sweep.global_batch else "weak"
+    counts = sweep.gpus or default_counts(visible, usable_cores())
+    entries = plan(counts, sweep.modes, sweep.trials, visible, usable_cores(), base.batch_size, sweep.global_batch)
+    recorded = {r["key"]: r["status"] for r in read_records(results)} if sweep.resume else {}
+    done = {k for k, status in recorded.items() if status == "ok"}
+    command_line = ["python", "-m", "bench.scaling", *argv]
+
+    def key(entry: Planned) -> str:
+        return config_key(child_config(base, entry, sweep), entry.devices, entry.trial, scaling, device_type)
+
+    todo = [e for e in entries if e.skip is None and key(e) not in done]
+    print(f"{len(entries)} configurations: {len(todo)} to run, {len(entries) - len(todo)} skipped or done; "
+          f"results in {results}")
+    bar = tqdm(total=len(todo) * base.epochs, unit="epoch", dynamic_ncols=True)
+    try:
+        for entry in entries:
+            cfg = child_config(base, entry, sweep)
+            name = f"{entry.label} {device_type} trial {entry.trial}"
+            if entry.skip:
+                if recorded.get(key(entry)) == "skipped":
+                    continue
+                append_record(results, make_record(cfg=cfg, devices=entry.devices, trial=entry.trial, scaling=scaling,
+                                                   device_type=device_type, status="skipped", error=entry.skip,
+                                                   provenance=collect(cfg.precision, cfg.seed, command_line)))
+                tqdm.write(f"{name}: skipped ({entry.skip})")
+                continue
+            if key(entry) in done:
+                tqdm.write(f"{name}: done already (--resume)")
+                continue
+            bar.set_description(name)
+            run_id = uuid.uuid4().hex
+            seen = bar.n
+            outcome = run_logged(command(cfg, entry, results, run_id, scaling, command_line), sweep.timeout,
+                                 out / "logs" / f"{entry.mode}-x{entry.devices}-trial{entry.trial}.log",
+                                 lambda line: bar.update(1) if EPOCH_LINE.match(line) else None)
+            bar.update(seen + base.epochs - bar.n)  # a failed configuration's unfinished epochs
+            record = next((r for r in read_records(results, warn=tqdm.write) if r.get("run_id") == run_id), None)
+            if outcome.error is None and record is None:
+                outcome.error = "exited 0 but wrote no result record"
+            if outcome.error is not None:
+                append_record(results, make_record(
+                    cfg=cfg, devices=entry.devices, trial=entry.trial, scaling=scaling, device_type=device_type,
+                    status="timeout" if outcome.timed_out else "failed", error=outcome.error, wall_s=outcome.wall_s,
+                    run_id=run_id, provenance=collect(cfg.precision, cfg.seed, command_line)))
+                tqdm.write(f"{name}: {'timeout' if outcome.timed_out else 'FAILED'}: {outcome.error}")
+            else:
+                times = record["epoch_times_s"]
+                tqdm.write(f"{name}: ok  epoch {sorted(times)[len(times) // 2]:.2f} s  "
+                           f"{max(record['samples_per_s']):,.0f} samples/s  val acc {record['val_acc']:.2%}  "
+                           f"({outcome.wall_s:.0f} s with start-up)")
+    except KeyboardInterrupt:
+        bar.close()
+        print(f"\ninterrupted: finished configurations are in {results}; rerun with --resume to complete the rest",
+              file=sys.stderr)
+        return 130
+    bar.close()
+    write_report(read_records(results), out, sweep.min_time_cut, sweep.min_val_acc)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,166 @@
+"""From result records to the study's table: medians and spreads, speedup against the 1-device baseline, verdicts."""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .plan import MODE_ORDER
+
+
+@dataclass
+class Row:
+    mode: str
+    devices: int
+    status: str
+    """ok, partial (some trials failed), failed, timeout or skipped."""
+    trials_ok: int
+    trials: int
+    epoch_time_s: tuple[float, float, float] | None
+    """(median, min, max) over every timed epoch of every successful trial."""
+    samples_per_s: tuple[float, float, float] | None
+    samples_per_s_per_device: float | None
+    val_acc: tuple[float, float, float] | None
+    """(median, min, max) of the final validation accuracy over trials, as a fraction."""
+    speedup: float | None = None
+    efficiency: float | None = None
+    time_cut_pct: float | None = None
+    verdict: str = ""
+    note: str | None = None
+
+
+@dataclass
+class Study:
+    rows: list[Row]
+    device_type: str
+    device_name: str
+    dataset: str
+    batch_per_device: int
+    scaling: str
+    precision: str
+    epochs: int
+    min_time_cut: float
+    min_val_acc: float
+
+    @property
+    def title(self) -> str:
+        return (f"SimpleCNN on {self.dataset}, {self.device_name} ({self.device_type}), batch {self.batch_per_device} "
+                f"per device, {self.scaling} scaling, {self.precision}, {self.epochs} epoch(s)")
+
+    @property
+    def baseline(self) -> Row | None:
+        return next((r for r in self.rows if r.mode == "single" and r.devices == 1 and r.epoch_time_s), None)
+
+
+def select_study(records: list[dict], warn: Callable[[str], None] = print) -> list[dict]:
+    """The records of the study the newest record belongs to; other studies mixed into the files are named."""
+    if not records:
+        return []
+    study = records[-1]["study"]
+    others = {r["study"] for r in records} - {study}
+    if others:
+        warn(f"notice: {len(others)} other stud{'y' if len(others) == 1 else 'ies'} in these results "
+             f"({', '.join(sorted(others))}) left out; showing study {study}")
+    return [r for r in records if r["study"] == study]
+
+
+def _latest_per_key(records: list[dict]) -> list[dict]:
+    """One record per configuration-trial: the newest success, else the newest attempt (resumed or repeated runs)."""
+    chosen: dict[str, dict] = {}
+    for record in records:
+        current = chosen.get(record["key"])
+        if current is None or record["status"] == "ok" or current["status"] != "ok":
+            chosen[record["key"]] = record
+    return list(chosen.values())
+
+
+def _spread(values: list[float]) -> tuple[float, float, float] | None:
+    return (statistics.median(values), min(values), max(values)) if values else None
+
+
+def summarize(records: list[dict], min_time_cut: float, min_val_acc: float) -> Study:
+    records = _latest_per_key(records)
+    groups: dict[tuple[str, int], list[dict]] = {}
+    for record in records:
+        groups.setdefault((record["mode"], record["devices"]), []).append(record)
+    rows = []
+    for (mode, devices), group in sorted(groups.items(), key=lambda kv: (kv[0][1], MODE_ORDER.index(kv[0][0]))):
+        ok = [r for r in group if r["status"] == "ok"]
+        failures = [r for r in group if r["status"] != "ok"]
+        status = ("ok" if not failures else "partial") if ok else failures[-1]["status"]
+        per_device = [v for r in ok for v in r["samples_per_s_per_device"]]
+        rows.append(Row(
+            mode=mode, devices=devices, status=status, trials_ok=len(ok), trials=len(group),
+            epoch_time_s=_spread([t for r in ok for t in r["epoch_times_s"]]),
+            samples_per_s=_spread([v for r in ok for v in r["samples_per_s"]]),
+            samples_per_s_per_device=statistics.median(per_device) if per_device else None,
+            val_acc=_spread([r["val_acc"] for r in ok]),
+            note=failures[-1]["error"] if failures else None,
+        ))
+    reference = (records[-1] if records else {})
+    ok_records = [r for r in records if r["status"] == "ok"]
+    sample = ok_records[-1] if ok_records else reference
+    cfg = sample.get("train_config", {})
+    study = Study(rows=rows, device_type=sample.get("device_type", "?"),
+                  device_name=sample.get("device_name") or "?",
+                  dataset=(sample.get("dataset") or {}).get("name", cfg.get("dataset", "?")),
+                  batch_per_device=sample.get("batch_per_device", 0), scaling=sample.get("scaling", "?"),
+                  precision=cfg.get("precision", "?"), epochs=cfg.get("epochs", 0), min_time_cut=min_time_cut,
+                  min_val_acc=min_val_acc)
+    _judge(study)
+    return study
+
+
+def _judge(study: Study) -> None:
+    base = study.baseline
+    for row in study.rows:
+        if row.epoch_time_s is None:
+            row.verdict = row.status
+            continue
+        accurate = row.val_acc[0] * 100 >= study.min_val_acc
+        if base is None:
+            row.verdict = "no baseline"
+            continue
+        row.speedup = base.epoch_time_s[0] / row.epoch_time_s[0]
+        row.efficiency = row.speedup / row.devices
+        row.time_cut_pct = (1 - row.epoch_time_s[0] / base.epoch_time_s[0]) * 100
+        if row is base:
+            row.verdict = "baseline" + ("" if accurate else f" (val < {study.min_val_acc:g}%)")
+        elif row.time_cut_pct >= study.min_time_cut and accurate:
+            row.verdict = "YES"
+        else:
+            reasons = []
+            if row.time_cut_pct < study.min_time_cut:
+                reasons.append(f"epoch {-row.time_cut_pct:+.0f}% (goal -{study.min_time_cut:g}%)")
+            if not accurate:
+                reasons.append(f"val {row.val_acc[0]:.1%} < {study.min_val_acc:g}%")
+            row.verdict = "no: " + ", ".join(reasons)
+
+
+def markdown_table(study: Study) -> str:
+    head = ("| devices | mode | status | epoch time s (median [min-max]) | samples/s | samples/s/device | speedup "
+            "| efficiency | val acc | goal met |")
+    lines = [head, "|" + "---|" * 10]
+    for r in study.rows:
+        t = f"{r.epoch_time_s[0]:.2f} [{r.epoch_time_s[1]:.2f}-{r.epoch_time_s[2]:.2f}]" if r.epoch_time_s else "-"
+        sps = f"{r.samples_per_s[0]:,.0f}" if r.samples_per_s else "-"
+        per_dev = f"{r.samples_per_s_per_device:,.0f}" if r.samples_per_s_per_device else "-"
+        speedup = f"{r.speedup:.2f}x" if r.speedup is not None else "-"
+        eff = f"{r.efficiency:.0%}" if r.efficiency is not None else "-"
+        acc = f"{r.val_acc[0]:.2%}" if r.val_acc else "-"
+        status = r.status if r.trials == 1 else f"{r.status} ({r.trials_ok}/{r.trials})"
+        lines.append(f"| {r.devices} {study.device_type} | {r.mode} | {status} | {t} | {sps} | {per_dev} | {speedup} "
+                     f"| {eff} | {acc} | {r.verdict} |")
+    return "\n".join(lines)
+
+
+def markdown_summary(study: Study, images: list[str]) -> str:
+    notes = [f"- {r.mode} x{r.devices}: {r.status}: {r.note}" for r in study.rows if r.note]
+    parts = [f"# Scaling study\n\n{study.title}.\n",
+             f"Goal: epoch time cut by at least {study.min_time_cut:g}% against 1-device single, with validation "
+             f"accuracy at least {study.min_val_acc:g}%.\n", markdown_table(study), ""]
+    if notes:
+        parts += ["Failed and skipped configurations:\n", *notes, ""]
+    parts += [f"![{name}]({name})" for name in images]
+    return "\n".join(parts) + "\n"

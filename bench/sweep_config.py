@@ -1,0 +1,55 @@
+"""The sweep's own settings; training settings come from mgpu_core.TrainConfig."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mgpu_core.config import ConfigError, Mode
+
+
+@dataclass
+class SweepConfig:
+    gpus: tuple[int, ...] | None = None
+    """Device counts to sweep, e.g. 1,2,4 (default: 1, 2, 4, ... up to the visible GPUs; 1,2 on a CPU-only machine,
+    where a count is a number of CPU processes)."""
+
+    modes: tuple[Mode, ...] = ("single", "dp", "ddp")
+    """Parallel modes to sweep. single always runs on 1 device: it is the baseline of speedups."""
+
+    trials: int = 1
+    """Repeats of every configuration (seed + trial), for medians and spreads."""
+
+    out: str = "reports"
+    """Folder for results.jsonl, summary.md, the plots and per-configuration logs."""
+
+    resume: bool = False
+    """Skip configurations already completed in <out>/results.jsonl."""
+
+    timeout: float = 1800.0
+    """Seconds one configuration may run before its whole process tree is ended and it is recorded as timed out."""
+
+    min_time_cut: float = 40.0
+    """Goal: percent by which the epoch time must drop against the 1-device single baseline."""
+
+    min_val_acc: float = 78.0
+    """Goal: validation accuracy, in percent, the configuration must reach."""
+
+    global_batch: bool = False
+    """Strong scaling: --batch-size is the global batch, split over the devices (default: weak scaling, per device)."""
+
+    def __post_init__(self) -> None:
+        if self.gpus is not None:
+            if not self.gpus or any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in self.gpus):
+                raise ConfigError(f"gpus: every count must be an integer >= 1 (got {self.gpus!r})")
+            if len(set(self.gpus)) != len(self.gpus):
+                raise ConfigError(f"gpus: duplicate counts (got {self.gpus!r})")
+        if not self.modes or len(set(self.modes)) != len(self.modes):
+            raise ConfigError(f"modes: give each mode once (got {self.modes!r})")
+        if self.trials < 1:
+            raise ConfigError(f"trials: must be >= 1 (got {self.trials})")
+        if not self.timeout > 0:
+            raise ConfigError(f"timeout: must be > 0 seconds (got {self.timeout})")
+        if not 0 <= self.min_time_cut < 100:
+            raise ConfigError(f"min_time_cut: must be a percentage in [0, 100) (got {self.min_time_cut})")
+        if not 0 <= self.min_val_acc <= 100:
+            raise ConfigError(f"min_val_acc: must be a percentage in [0, 100] (got {self.min_val_acc})")
