@@ -14,7 +14,8 @@ from pathlib import Path
 
 TERM_GRACE_S = 10.0
 _EXCEPTION = re.compile(r"^(?:[\w.]+\.)?\w*(?:Error|Exception|Interrupt)\b.*|.*: error: .*")
-_FAILED_RANK = re.compile(r"^\s*rank\s*:\s*(\d+)")
+_RANK_PREFIX = re.compile(r"^\[rank(\d+)\]:\s?(.*)")  # how torch prefixes a rank's uncaught exception
+_ROOT_RANK = re.compile(r"^\s*rank\s*:\s*(\d+)")  # in torchrun's "Root Cause" block
 
 
 @dataclass
@@ -71,13 +72,20 @@ def _alive(pid: int) -> bool:
 
 
 def summarize_failure(lines: list[str]) -> str | None:
-    """The last exception or error line of a failed run's output, with the failing rank torchrun reports."""
-    errors = [line.strip() for line in lines if _EXCEPTION.match(line.strip())]
-    ranks = sorted({m.group(1) for line in lines if (m := _FAILED_RANK.match(line))})
-    message = errors[-1] if errors else (next((x.strip() for x in reversed(lines) if x.strip()), None))
-    if message and ranks:
-        message = f"rank {','.join(ranks)}: {message}"
-    return message
+    """One line for a failed run: the root-cause rank torchrun names and that rank's exception; else the last
+    exception or error line; else the last line."""
+    root = None
+    if any(line.startswith("Root Cause") for line in lines):
+        after = lines[next(i for i, line in enumerate(lines) if line.startswith("Root Cause")):]
+        root = next((m.group(1) for line in after if (m := _ROOT_RANK.match(line))), None)
+    if root is not None:
+        own = [m.group(2).strip() for line in lines if (m := _RANK_PREFIX.match(line)) and m.group(1) == root]
+        errors = [line for line in own if _EXCEPTION.match(line)]
+        if errors:
+            return f"rank {root}: {errors[-1]}"
+    errors = [line.strip() for line in lines if _EXCEPTION.match(line.strip()) and "ChildFailedError" not in line]
+    message = errors[-1] if errors else next((x.strip() for x in reversed(lines) if x.strip()), None)
+    return f"rank {root}: {message}" if root is not None and message else message
 
 
 def run_logged(cmd: list[str], timeout_s: float, log_path: Path, on_line: Callable[[str], None]) -> Outcome:
