@@ -116,6 +116,7 @@ def test_failure_summary_names_the_root_cause_rank():
         "Root Cause (first observed failure):", "[0]:", "  rank      : 1 (local_rank: 1)",
     ]
     assert summarize_failure(torchrun_output) == "rank 1: RuntimeError: boom"
-    single = ["Traceback (most recent call last):", '  File "x.py", line 1', "torch.OutOfMemoryError: CUDA out of memory."]
+    single = ["Traceback (most recent call last):", '  File "x.py", line 1',
+              "torch.OutOfMemoryError: CUDA out of memory."]
     assert summarize_failure(single) == "torch.OutOfMemoryError: CUDA out of memory."
     assert summarize_failure(["python -m mgpu_core: error: mode: bad"]) == "python -m mgpu_core: error: mode: bad"

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
+from test_bench_logic import record
 
 from bench.plots import DPI, FIGSIZES
 from bench.results import append_record, read_records
-from test_bench_logic import record
 
 FAULTS = Path(__file__).parent / "faults"
 TINY = ["--dataset", "synthetic", "--synthetic-train-size", "512", "--synthetic-test-size", "100", "--epochs", "1",
