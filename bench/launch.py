@@ -93,7 +93,7 @@ def run_logged(cmd: list[str], timeout_s: float, log_path: Path, on_line: Callab
     log_path.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     lines: list[str] = []
-    with open(log_path, "w") as log:
+    with open(log_path, "w", buffering=1) as log:  # line-buffered: a running log can be followed
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
                                 env=os.environ | {"PYTHONUNBUFFERED": "1"})
 

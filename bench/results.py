@@ -14,18 +14,21 @@ SCHEMA_VERSION = 1
 STATUSES = ("ok", "failed", "timeout", "skipped")
 
 
-def study_id(cfg: TrainConfig, scaling: str, device_type: str) -> str:
-    """Same for every configuration of one study: the settings a sweep holds fixed (not mode, device count, batch
-    split or trial seed), so results from several runs or nodes of one study are pooled, and others kept apart."""
+def study_id(cfg: TrainConfig, devices: int, scaling: str, device_type: str) -> str:
+    """Same for every configuration of one study: the settings a sweep holds fixed (not mode, device count, trial
+    seed, nor where data live), so results from several runs or nodes of one study are pooled, and others kept
+    apart. The batch held fixed is per device under weak scaling and global under strong scaling."""
     fixed = dataclasses.asdict(cfg)
-    for varying in ("mode", "devices", "batch_size", "seed", "data_dir", "cache_dir", "threads"):
+    fixed["batch_size"] = cfg.batch_size if scaling == "weak" else cfg.batch_size * devices
+    for varying in ("mode", "devices", "seed", "data_dir", "cache_dir", "download", "threads",
+                    "dist_timeout_s"):
         fixed.pop(varying)
     return _digest([fixed, scaling, device_type])
 
 
 def config_key(cfg: TrainConfig, devices: int, trial: int, scaling: str, device_type: str) -> str:
     """Identifies one configuration-trial of one study, for --resume."""
-    return _digest([study_id(cfg, scaling, device_type), cfg.mode, devices, trial])
+    return _digest([study_id(cfg, devices, scaling, device_type), cfg.mode, devices, trial])
 
 
 def _digest(value: object) -> str:
@@ -41,7 +44,7 @@ def make_record(*, cfg: TrainConfig, devices: int, trial: int, scaling: str, dev
     return {
         "schema_version": SCHEMA_VERSION,
         "run_id": run_id,
-        "study": study_id(cfg, scaling, device_type),
+        "study": study_id(cfg, devices, scaling, device_type),
         "key": config_key(cfg, devices, trial, scaling, device_type),
         "mode": cfg.mode,
         "devices": devices,

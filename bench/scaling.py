@@ -7,6 +7,7 @@ import argparse
 import dataclasses
 import json
 import re
+import statistics
 import sys
 import uuid
 from pathlib import Path
@@ -164,9 +165,9 @@ def main(argv: list[str] | None = None) -> int:
                     run_id=run_id, provenance=collect(cfg.precision, cfg.seed, command_line)))
                 tqdm.write(f"{name}: {'timeout' if outcome.timed_out else 'FAILED'}: {outcome.error}")
             else:
-                times = record["epoch_times_s"]
-                tqdm.write(f"{name}: ok  epoch {sorted(times)[len(times) // 2]:.2f} s  "
-                           f"{max(record['samples_per_s']):,.0f} samples/s  val acc {record['val_acc']:.2%}  "
+                tqdm.write(f"{name}: ok  epoch {statistics.median(record['epoch_times_s']):.2f} s  "
+                           f"{statistics.median(record['samples_per_s']):,.0f} samples/s  "
+                           f"val acc {record['val_acc']:.2%}  "
                            f"({outcome.wall_s:.0f} s with start-up)")
     except KeyboardInterrupt:
         bar.close()

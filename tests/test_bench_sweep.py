@@ -2,6 +2,7 @@
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -129,3 +130,28 @@ def test_report_renders_plots_and_summary_from_results_files(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "bench.report", str(tmp_path / "missing.jsonl")],
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "missing.jsonl: no such results file" in bad.stderr
+
+
+def test_one_configuration_across_two_nodes_merges_with_a_sweep(tmp_path):
+    """Two torchrun agents on this host stand in for two nodes (c10d rendezvous on a port the OS picked)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    node = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc-per-node", "1",
+            "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{port}", "--rdzv-id", "two-nodes",
+            "-m", "bench.one_config", "--mode", "ddp", *TINY, "--results", str(tmp_path / "nodes.jsonl")]
+    agents = [subprocess.Popen(node, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for _ in range(2)]
+    outputs = [agent.communicate(timeout=300)[0] for agent in agents]
+    assert [agent.returncode for agent in agents] == [0, 0], outputs[0][-2000:] + outputs[1][-2000:]
+    [multi] = read_records(tmp_path / "nodes.jsonl")  # only global rank 0 writes
+    assert multi["devices"] == 2 and multi["provenance"]["nodes"] == 2
+
+    proc = sweep(tmp_path / "sweep", "--gpus", "1", "--modes", "single", *TINY)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = subprocess.run([sys.executable, "-m", "bench.report", str(tmp_path / "sweep" / "results.jsonl"),
+                             str(tmp_path / "nodes.jsonl"), "--out", str(tmp_path / "merged")],
+                            capture_output=True, text=True, timeout=120)
+    assert report.returncode == 0, report.stderr
+    assert "other stud" not in report.stdout
+    summary = (tmp_path / "merged" / "summary.md").read_text()
+    assert "| 1 cpu | single | ok |" in summary and "| 2 cpu | ddp | ok |" in summary
