@@ -20,7 +20,7 @@ from .results import append_record, make_record
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    parser = build_parser(json_flag=False)
     parser.prog = "python -m bench.one_config"
     parser.add_argument("--results", required=True, metavar="PATH", help="results.jsonl to append the record to")
     parser.add_argument("--trial", type=int, default=0, help="trial number within the study")

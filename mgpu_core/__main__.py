@@ -25,12 +25,13 @@ EXAMPLES = """examples:
 exit codes: 0 done, 2 bad arguments or data (one line on stderr)"""
 
 
-def build_parser() -> OneLineErrorParser:
+def build_parser(json_flag: bool = True) -> OneLineErrorParser:
     parser = OneLineErrorParser(prog="python -m mgpu_core", epilog=EXAMPLES,
                                 description="Train SimpleCNN on CIFAR-10 for one configuration and time its epochs.",
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_arguments(parser, TrainConfig)
-    parser.add_argument("--json", metavar="PATH", help="write the result record here as JSON (rank 0)")
+    if json_flag:
+        parser.add_argument("--json", metavar="PATH", help="write the result record here as JSON (rank 0)")
     return parser
 
 
