@@ -72,20 +72,35 @@ def _alive(pid: int) -> bool:
 
 
 def summarize_failure(lines: list[str]) -> str | None:
-    """One line for a failed run: the root-cause rank torchrun names and that rank's exception; else the last
-    exception or error line; else the last line."""
-    root = None
-    if any(line.startswith("Root Cause") for line in lines):
-        after = lines[next(i for i, line in enumerate(lines) if line.startswith("Root Cause")):]
-        root = next((m.group(1) for line in after if (m := _ROOT_RANK.match(line))), None)
+    """One line for a failed run: the root-cause rank torchrun names, with that rank's exception or the signal that
+    killed it; else the last exception or error line; else the last line."""
+    root, cause = _root_cause(lines)
     if root is not None:
         own = [m.group(2).strip() for line in lines if (m := _RANK_PREFIX.match(line)) and m.group(1) == root]
         errors = [line for line in own if _EXCEPTION.match(line)]
         if errors:
             return f"rank {root}: {errors[-1]}"
+        if cause:
+            return f"rank {root}: {cause}"
     errors = [line.strip() for line in lines if _EXCEPTION.match(line.strip()) and "ChildFailedError" not in line]
     message = errors[-1] if errors else next((x.strip() for x in reversed(lines) if x.strip()), None)
     return f"rank {root}: {message}" if root is not None and message else message
+
+
+def _root_cause(lines: list[str]) -> tuple[str | None, str | None]:
+    """(rank, 'Signal 9 (SIGKILL) ...' or 'exit code N') from torchrun's "Root Cause" block, if there is one."""
+    start = next((i for i, line in enumerate(lines) if line.startswith("Root Cause")), None)
+    if start is None:
+        return None, None
+    block = lines[start:]
+    block = block[:next((i for i, line in enumerate(block) if line.startswith("====")), len(block))]
+    fields = dict(line.strip().split(":", 1) for line in block if ":" in line and line.startswith("  "))
+    fields = {k.strip(): v.strip() for k, v in fields.items()}
+    rank = _ROOT_RANK.match("  rank : " + fields.get("rank", ""))
+    traceback = fields.get("traceback", "")
+    cause = traceback if traceback.startswith("Signal") else (
+        f"exit code {fields['exitcode'].split()[0]}" if "exitcode" in fields else None)
+    return (rank.group(1) if rank else None), cause
 
 
 def run_logged(cmd: list[str], timeout_s: float, log_path: Path, on_line: Callable[[str], None]) -> Outcome:

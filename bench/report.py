@@ -12,7 +12,7 @@ from pathlib import Path
 from mgpu_core.cli_args import OneLineErrorParser
 
 from .plots import render
-from .results import read_records
+from .results import ResultsError, read_records
 from .summary import Study, markdown_summary, markdown_table, select_study, summarize
 
 
@@ -37,7 +37,10 @@ def main(argv: list[str] | None = None) -> int:
     for path in args.results:
         if not path.is_file():
             parser.error(f"{path}: no such results file")
-    records = [r for path in args.results for r in read_records(path)]
+    try:
+        records = [r for path in args.results for r in read_records(path)]
+    except ResultsError as exc:
+        parser.error(str(exc))
     if not records:
         parser.error("no complete records in " + ", ".join(map(str, args.results)))
     write_report(records, args.out, args.min_time_cut, args.min_val_acc)

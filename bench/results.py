@@ -72,12 +72,20 @@ def make_record(*, cfg: TrainConfig, devices: int, trial: int, scaling: str, dev
     }
 
 
+class ResultsError(RuntimeError):
+    """A results file this harness cannot use; the message names the file and reads as one line."""
+
+
 def append_record(path: Path, record: dict) -> None:
-    """One write of one whole line to an O_APPEND file, then fsync: a crash later loses nothing written before."""
+    """One write of one whole line to an O_APPEND file, then fsync: a crash later loses nothing written before.
+    After a torn last line (a crash mid-write elsewhere) the record starts on a line of its own."""
     line = (json.dumps(record, sort_keys=True) + "\n").encode()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
     try:
+        size = os.fstat(fd).st_size
+        if size and os.pread(fd, 1, size - 1) != b"\n":
+            line = b"\n" + line
         os.write(fd, line)
         os.fsync(fd)
     finally:
@@ -85,7 +93,8 @@ def append_record(path: Path, record: dict) -> None:
 
 
 def read_records(path: Path, warn=print) -> list[dict]:
-    """Every complete record of `path`; a torn or foreign line is reported and left out."""
+    """Every complete record of `path`. A torn line (cut off by a crash) is reported and left out; a record of
+    another schema version is refused with ResultsError rather than misread."""
     if not path.exists():
         return []
     records = []
@@ -97,9 +106,9 @@ def read_records(path: Path, warn=print) -> list[dict]:
         except json.JSONDecodeError:
             warn(f"warning: {path}:{number}: incomplete record ignored")
             continue
-        if record.get("schema_version") != SCHEMA_VERSION:
-            warn(f"warning: {path}:{number}: schema version {record.get('schema_version')} "
-                 f"(this harness reads {SCHEMA_VERSION}); ignored")
-            continue
+        if not isinstance(record, dict) or record.get("schema_version") != SCHEMA_VERSION:
+            version = record.get("schema_version") if isinstance(record, dict) else None
+            raise ResultsError(f"{path}:{number}: results schema version {version}, this harness reads "
+                               f"{SCHEMA_VERSION}; move the file aside or use another --out")
         records.append(record)
     return records

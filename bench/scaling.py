@@ -7,6 +7,7 @@ import argparse
 import dataclasses
 import json
 import re
+import signal
 import statistics
 import sys
 import uuid
@@ -22,10 +23,11 @@ from mgpu_core.distributed import usable_cores
 from mgpu_core.image_arrays import DataError
 
 from .launch import run_logged
+from .lock import LockedError, exclusive
 from .plan import Planned, default_counts, plan
 from .provenance import collect
 from .report import write_report
-from .results import append_record, config_key, make_record, read_records
+from .results import ResultsError, append_record, config_key, make_record, read_records
 from .sweep_config import SweepConfig
 
 EXAMPLES = """worked example (4 GPUs, CIFAR-10 already in ~/data/cifar10):
@@ -35,7 +37,8 @@ EXAMPLES = """worked example (4 GPUs, CIFAR-10 already in ~/data/cifar10):
   python -m bench.scaling --gpus 1,2,4 --resume          # finish a sweep that was interrupted
   python -m bench.report reports/results.jsonl --out reports   # redraw without re-running
 On a machine without GPUs the same configurations run as CPU processes over gloo (dp is skipped).
-exit codes: 0 done (failed configurations are recorded, not fatal), 2 bad arguments or data, 130 interrupted"""
+exit codes: 0 done (failed configurations are recorded, not fatal), 2 bad arguments, data, results file or
+  --out (one line on stderr), 130 Ctrl-C, 143 SIGTERM (finished configurations kept; --resume goes on)"""
 
 CPU_QUICK = {"epochs": 1, "train_samples": 10_000}
 EPOCH_LINE = re.compile(r"^epoch \d+/\d+ ")
@@ -96,6 +99,14 @@ def command(cfg: TrainConfig, entry: Planned, results: Path, run_id: str, scalin
     return [sys.executable, "-m", "bench.one_config", *flags]
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled like Ctrl-C: the running configuration's tree is ended and the sweep stops cleanly."""
+
+
+def _terminate(signum, frame) -> None:
+    raise Terminated
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     sweep, base, notices = parse(argv)
@@ -106,19 +117,31 @@ def main(argv: list[str] | None = None) -> int:
         notices.insert(0, "notice: no GPU in use: configurations run as CPU processes over gloo, labelled cpu; "
                           "dp is skipped")
     out = Path(sweep.out)
-    results = out / "results.jsonl"
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         out.mkdir(parents=True, exist_ok=True)
-        base = resolve_dataset(base)
-    except DataError as exc:
+        with exclusive(out):
+            base = resolve_dataset(base)
+            for line in notices:
+                print(line)
+            run_sweep(sweep, base, argv, device_type, visible, out)
+    except (DataError, ResultsError, LockedError) as exc:
         print(f"python -m bench.scaling: error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:
-        print(f"python -m bench.scaling: error: --out {out}: {exc.strerror}", file=sys.stderr)
+        print(f"python -m bench.scaling: error: {exc.filename or out}: {exc.strerror}", file=sys.stderr)
         return 2
-    for line in notices:
-        print(line)
+    except KeyboardInterrupt as exc:
+        print(f"\n{'terminated' if isinstance(exc, Terminated) else 'interrupted'}: every finished configuration is "
+              f"in {out / 'results.jsonl'}; rerun with --resume to complete the rest", file=sys.stderr)
+        return 143 if isinstance(exc, Terminated) else 130
+    return 0
 
+
+def run_sweep(sweep: SweepConfig, base: TrainConfig, argv: list[str], device_type: str, visible: int,
+              out: Path) -> None:
+    """Run (or skip, or find done) every planned configuration, recording each, then report."""
+    results = out / "results.jsonl"
     scaling = "strong" if sweep.global_batch else "weak"
     counts = sweep.gpus or default_counts(visible, usable_cores())
     entries = plan(counts, sweep.modes, sweep.trials, visible, usable_cores(), base.batch_size, sweep.global_batch)
@@ -132,8 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     todo = [e for e in entries if e.skip is None and key(e) not in done]
     print(f"{len(entries)} configurations: {len(todo)} to run, {len(entries) - len(todo)} skipped or done; "
           f"results in {results}")
-    bar = tqdm(total=len(todo) * base.epochs, unit="epoch", dynamic_ncols=True)
-    try:
+    with tqdm(total=len(todo) * base.epochs, unit="epoch", dynamic_ncols=True) as bar:
         for entry in entries:
             cfg = child_config(base, entry, sweep)
             name = f"{entry.label} {device_type} trial {entry.trial}"
@@ -167,16 +189,8 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 tqdm.write(f"{name}: ok  epoch {statistics.median(record['epoch_times_s']):.2f} s  "
                            f"{statistics.median(record['samples_per_s']):,.0f} samples/s  "
-                           f"val acc {record['val_acc']:.2%}  "
-                           f"({outcome.wall_s:.0f} s with start-up)")
-    except KeyboardInterrupt:
-        bar.close()
-        print(f"\ninterrupted: finished configurations are in {results}; rerun with --resume to complete the rest",
-              file=sys.stderr)
-        return 130
-    bar.close()
+                           f"val acc {record['val_acc']:.2%}  ({outcome.wall_s:.0f} s with start-up)")
     write_report(read_records(results), out, sweep.min_time_cut, sweep.min_val_acc)
-    return 0
 
 
 if __name__ == "__main__":

@@ -11,6 +11,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from torch.distributed import DistNetworkError
+
 from .cli_args import OneLineErrorParser, add_config_arguments, config_from_args
 from .config import ConfigError, TrainConfig
 from .datasets import load_dataset
@@ -61,6 +63,10 @@ def run_configuration(cfg: TrainConfig, prog: str, on_result: Callable[[RunResul
             on_result(result, env)
     except (ConfigError, DataError) as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2
+    except DistNetworkError as exc:  # e.g. MASTER_PORT already taken, or the rendezvous host unreachable
+        where = f"{os.environ.get('MASTER_ADDR', '?')}:{os.environ.get('MASTER_PORT', '?')}"
+        print(f"{prog}: error: rendezvous at {where} failed: {str(exc).strip().splitlines()[0]}", file=sys.stderr)
         return 2
     return 0
 

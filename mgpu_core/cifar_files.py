@@ -54,8 +54,10 @@ def download_cifar10(data_dir: Path) -> tuple[ImageArrays | None, str]:
 def read_official(folder: Path) -> ImageArrays:
     """The python-pickle batches torchvision downloads: data_batch_1..5, test_batch, batches.meta."""
     meta = _unpickle(folder / "batches.meta")
-    train = [_unpickle(folder / f"data_batch_{i}") for i in range(1, 6)]
-    test = _unpickle(folder / "test_batch")
+    if len(meta.get("label_names", ())) != 10:
+        raise DataError(f"{folder / 'batches.meta'}: expected 10 label names")
+    train = [_batch(folder / f"data_batch_{i}") for i in range(1, 6)]
+    test = _batch(folder / "test_batch")
 
     def images(batches: list[dict]) -> np.ndarray:
         flat = np.concatenate([b["data"] for b in batches])
@@ -68,6 +70,16 @@ def read_official(folder: Path) -> ImageArrays:
         name="cifar10", source=str(folder), classes=tuple(meta["label_names"]),
         train_x=images(train), train_y=labels(train), test_x=images([test]), test_y=labels([test]),
     )
+
+
+def _batch(path: Path) -> dict:
+    """One batch file, checked: N rows of 3072 uint8 pixels and N labels in 0..9."""
+    batch = _unpickle(path)
+    data, labels = batch.get("data"), batch.get("labels")
+    if (not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072
+            or labels is None or len(labels) != len(data) or not all(0 <= int(y) < 10 for y in labels)):
+        raise DataError(f"{path}: not a CIFAR-10 batch (expected N x 3072 uint8 pixels and N labels in 0..9)")
+    return batch
 
 
 def _unpickle(path: Path) -> dict:
@@ -121,6 +133,8 @@ def _read_image_tree(items: Iterator[tuple[str, str, str, bytes]], source: str) 
     for split in ("train", "test"):
         if not images[split]:
             raise DataError(f"{source}: no images under {split}/<class>/")
+    if len(classes) != 10:
+        raise DataError(f"{source}: {len(classes)} class folders with images under train/ (CIFAR-10 has 10)")
     if set(names["test"]) != set(classes):
         raise DataError(f"{source}: test classes {sorted(set(names['test']))} differ from "
                         f"train classes {list(classes)}")

@@ -1,0 +1,198 @@
+"""Reliability: injected faults (dead ranks, OOM, signals, torn files, concurrent sweeps, bad data, arguments and
+environments), each with what must hold afterwards."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from test_bench_logic import record
+from test_bench_sweep import TINY, by_label, sweep
+from test_data import write_official, write_tree
+
+from bench.lock import exclusive
+from bench.results import append_record, read_records
+from bench.scaling import parse
+
+FAULTS = Path(__file__).parent / "faults"
+
+
+def processes_mentioning(text: str) -> list[str]:
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+        except OSError:
+            continue
+        if text in cmdline and str(os.getpid()) != pid:
+            found.append(cmdline.replace("\0", " "))
+    return found
+
+
+@pytest.mark.parametrize("fault, expected", [
+    ("kill", "rank 1: Signal 9 (SIGKILL) received by PID"),
+    ("oom", "rank 1: torch.OutOfMemoryError: injected: CUDA out of memory. Tried to allocate 20.00 GiB"),
+])
+def test_rank_dying_mid_epoch_is_recorded_and_the_sweep_goes_on(tmp_path, fault, expected):
+    earlier = record("single", 1, [1.0])
+    append_record(tmp_path / "results.jsonl", earlier)
+    before = (tmp_path / "results.jsonl").read_text()
+    proc = sweep(tmp_path, "--gpus", "2", "--modes", "single,ddp", "--timeout", "120", *TINY, fault=fault)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (tmp_path / "results.jsonl").read_text().startswith(before)
+    rows = by_label(read_records(tmp_path / "results.jsonl"))
+    assert rows["ddp", 2]["status"] == "failed" and rows["ddp", 2]["error"].startswith(expected)
+    assert rows["ddp", 2]["wall_s"] < 120  # torchrun's teardown ended it, not the sweep's timeout
+    assert rows["single", 1]["status"] == "ok"
+    assert processes_mentioning(str(tmp_path)) == []
+
+
+@pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_signal_on_the_sweep_keeps_finished_results_and_resume_completes(tmp_path, signum, code):
+    # 16k samples: an epoch lasts seconds, so the signal lands while the second configuration trains
+    args = ["--gpus", "1,2", "--modes", "single,ddp", *TINY, "--synthetic-train-size", "16384"]
+    proc = subprocess.Popen([sys.executable, "-m", "bench.scaling", "--out", str(tmp_path), *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    second_log = tmp_path / "logs" / "ddp-x1-trial0.log"
+    deadline = time.monotonic() + 240
+    while not (second_log.exists() and "warm-up" in second_log.read_text()):
+        assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
+        time.sleep(0.2)
+    proc.send_signal(signum)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == code, stderr
+    assert "rerun with --resume" in stderr and "Traceback" not in stderr
+    assert processes_mentioning(str(tmp_path)) == []
+    records = read_records(tmp_path / "results.jsonl")
+    assert [(r["mode"], r["devices"], r["status"]) for r in records] == [("single", 1, "ok")]  # cut-off one absent
+
+    again = sweep(tmp_path, *args, "--resume")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "single x1 cpu trial 0: done already (--resume)" in again.stdout + again.stderr
+    rows = by_label(read_records(tmp_path / "results.jsonl"))
+    assert {k: r["status"] for k, r in rows.items()} == {("single", 1): "ok", ("ddp", 1): "ok", ("ddp", 2): "ok"}
+    assert len(read_records(tmp_path / "results.jsonl")) == 3
+
+
+def test_second_sweep_on_the_same_out_is_refused(tmp_path):
+    with exclusive(tmp_path):
+        proc = sweep(tmp_path, "--gpus", "1", *TINY, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == (f"python -m bench.scaling: error: {tmp_path} is in use by another sweep "
+                                   f"(pid {os.getpid()}); wait for it to finish or choose another --out")
+
+
+def test_torn_last_line_is_reported_ignored_and_not_merged(tmp_path):
+    results = tmp_path / "results.jsonl"
+    append_record(results, record("ddp", 8, [1.0]))
+    with open(results, "a") as f:
+        f.write(json.dumps(record("ddp", 16, [1.0]))[:80])  # a power cut mid-write
+    proc = sweep(tmp_path, "--gpus", "1", "--modes", "single", *TINY, "--resume", timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert f"{results}:2: incomplete record ignored" in proc.stdout + proc.stderr
+    warnings = []
+    records = read_records(results, warn=warnings.append)
+    assert [(r["mode"], r["devices"]) for r in records] == [("ddp", 8), ("single", 1)]
+    assert len(warnings) == 1  # the torn line stays torn; the new record starts on a line of its own
+
+
+def test_results_of_another_schema_version_are_refused(tmp_path):
+    old = record("single", 1, [1.0]) | {"schema_version": 0}
+    (tmp_path / "results.jsonl").write_text(json.dumps(old) + "\n")
+    proc = sweep(tmp_path, "--gpus", "1", *TINY, "--resume", timeout=120)
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
+    assert "results.jsonl:1: results schema version 0, this harness reads 1" in proc.stderr
+    report = subprocess.run([sys.executable, "-m", "bench.report", str(tmp_path / "results.jsonl")],
+                            capture_output=True, text=True, timeout=120)
+    assert report.returncode == 2 and "schema version 0" in report.stderr
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("nine_classes", "9 class folders with images under train/ (CIFAR-10 has 10)"),
+    ("unreadable_image", "train/cat/0000.png: unreadable image"),
+    ("empty", "no CIFAR-10 found"),
+    ("truncated_batch", "data_batch_2: unreadable CIFAR-10 batch file"),
+    ("missing_batch", "data_batch_5: missing CIFAR-10 batch file"),
+    ("wrong_layout", "test_batch: not a CIFAR-10 batch"),
+])
+def test_bad_data_is_one_line_naming_the_path_before_training(tmp_path, damage, message):
+    data = tmp_path / "data"
+    data.mkdir()
+    if damage == "nine_classes":
+        write_tree(data, per_class=1, classes=[f"c{i}" for i in range(9)])
+    elif damage == "unreadable_image":
+        write_tree(data, per_class=1)
+        (data / "train" / "cat" / "0000.png").write_bytes(b"\x89PNG broken")
+    elif damage != "empty":
+        write_official(data)
+        batches = data / "cifar-10-batches-py"
+        if damage == "truncated_batch":
+            (batches / "data_batch_2").write_bytes((batches / "data_batch_2").read_bytes()[:100])
+        elif damage == "missing_batch":
+            (batches / "data_batch_5").unlink()
+        else:
+            import pickle
+            with open(batches / "test_batch", "wb") as f:
+                pickle.dump({"data": b"\0" * 3000, "labels": [1]}, f)
+    proc = sweep(tmp_path / "out", "--dataset", "cifar10", "--data-dir", str(data), "--no-download",
+                 "--cache-dir", str(tmp_path / "cache"), timeout=120)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert message in proc.stderr and str(data) in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "out" / "logs").exists()  # nothing started
+
+
+@pytest.mark.parametrize("flags", [
+    ["--trials", "0"], ["--trials", "x"], ["--trials", "-1"], ["--timeout", "0"], ["--timeout", "-5"],
+    ["--timeout", "soon"], ["--min-time-cut", "100"], ["--min-time-cut", "-1"], ["--min-val-acc", "101"],
+    ["--gpus", "1,,2"], ["--gpus", "-1"], ["--gpus", ""], ["--modes", ""], ["--modes", "ddp,ddp"],
+    ["--modes", "tp"], ["--epochs", "0"], ["--epochs", "1.5"], ["--batch-size", "-3"], ["--eval-batch-size", "0"],
+    ["--warmup-steps", "-1"], ["--warmup-epochs", "x"], ["--workers", "-1"], ["--lr", "0"], ["--lr", "fast"],
+    ["--train-samples", "0"], ["--threads", "0"], ["--seed", "-1"], ["--synthetic-train-size", "0"],
+    ["--precision", "fp8"], ["--pipeline", "tfdata"], ["--dataset", "imagenet"], ["--device", "tpu"],
+    ["--optimizer", "lion"], ["--dist-timeout-s", "0"], ["--no-such-flag"],
+])
+def test_every_flags_invalid_values_are_one_line_exit_2(flags, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        parse(flags)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and err.startswith("python -m bench.scaling: error: ")
+
+
+def test_out_that_cannot_be_a_folder_is_one_line(tmp_path):
+    (tmp_path / "file").write_text("")
+    proc = sweep(tmp_path / "file" / "reports", "--gpus", "1", *TINY, timeout=120)
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
+    assert "Not a directory" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_port_in_use_is_one_line(tmp_path):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        env = os.environ | {"RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1",
+                            "MASTER_PORT": str(port)}
+        proc = subprocess.run([sys.executable, "-m", "mgpu_core", "--mode", "ddp", "--dataset", "synthetic",
+                               "--dist-timeout-s", "20"], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
+    assert f"rendezvous at 127.0.0.1:{port} failed" in proc.stderr and "EADDRINUSE" in proc.stderr
+
+
+def test_empty_cuda_visible_devices(tmp_path):
+    env = os.environ | {"CUDA_VISIBLE_DEVICES": ""}
+    proc = subprocess.run([sys.executable, "-m", "mgpu_core", "--device", "cuda", "--dataset", "synthetic"],
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "python -m mgpu_core: error: device: cuda requested but no CUDA device is visible"
+    swept = subprocess.run([sys.executable, "-m", "bench.scaling", "--out", str(tmp_path), "--gpus", "1",
+                            "--modes", "dp", *TINY], env=env, capture_output=True, text=True, timeout=120)
+    assert swept.returncode == 0 and "no GPU in use" in swept.stdout
+    [skipped] = read_records(tmp_path / "results.jsonl")
+    assert skipped["status"] == "skipped" and skipped["error"] == "dp needs CUDA devices; none visible"
