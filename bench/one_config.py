@@ -28,6 +28,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="weak: --batch-size per device as given; strong: it is a share of a fixed global batch")
     parser.add_argument("--run-id", default=None, help="identifier the sweep uses to find this record")
     parser.add_argument("--sweep-argv", default=None, help="JSON list: the sweep command line, for provenance")
+    parser.add_argument("--target-val-acc", type=float, default=78.0,
+                        help="validation accuracy (percent) whose time to reach is recorded")
     args = parser.parse_args(argv)
     cfg = config_from_args(TrainConfig, args, parser)
     command = json.loads(args.sweep_argv) if args.sweep_argv else sys.argv
@@ -36,7 +38,8 @@ def main(argv: list[str] | None = None) -> int:
         if env.is_main:
             record = make_record(cfg=cfg, devices=env.total_devices, trial=args.trial, scaling=args.scaling,
                                  device_type=env.device.type, status="ok", result=result.to_dict(),
-                                 provenance=collect(cfg.precision, cfg.seed, command), run_id=args.run_id)
+                                 provenance=collect(cfg.precision, cfg.seed, command), run_id=args.run_id,
+                                 target_val_acc=args.target_val_acc / 100)
             append_record(Path(args.results), record)
 
     return run_configuration(cfg, parser.prog, append)

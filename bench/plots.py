@@ -94,8 +94,16 @@ def draw_efficiency(ax, study: Study) -> None:
     ax.legend()
 
 
+def _reach_label(r: Row, target: float) -> str:
+    if r.val_acc is None:
+        return ""
+    return f"\n{target:g}% @ {r.time_to_target_s:.0f} s" if r.reached else f"\n{target:g}% not reached"
+
+
 def draw_accuracy(ax, study: Study) -> None:
-    labels = [f"{r.mode}\nx{r.devices}" for r in study.rows]
+    """Final validation accuracy per configuration, and under each bar the training time it took to reach the
+    target: the number that says whether more devices helped."""
+    labels = [f"{r.mode} x{r.devices}{_reach_label(r, study.min_val_acc)}" for r in study.rows]
     for i, r in enumerate(study.rows):
         if r.val_acc is None:
             ax.bar(i, 0, color="lightgrey")
@@ -105,7 +113,7 @@ def draw_accuracy(ax, study: Study) -> None:
         ax.bar(i, mid, yerr=[[mid - low], [high - mid]], capsize=4, color=COLORS[r.mode], alpha=0.85)
         ax.text(i, mid + 1, f"{mid:.1f}%", ha="center", va="bottom", fontsize=8)
     ax.axhline(study.min_val_acc, color="tab:red", linestyle=":", label=f"target {study.min_val_acc:g}%")
-    ax.set_xticks(range(len(labels)), labels)
+    ax.set_xticks(range(len(labels)), labels, fontsize=8)
     ax.set(ylabel="final validation accuracy (%)", title="Validation accuracy", ylim=(0, 100))
     ax.grid(alpha=0.3, axis="y")
     ax.legend(loc="lower right")

@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 
 from mgpu_core.config import TrainConfig
+from mgpu_core.trainer import time_to_accuracy
 
 SCHEMA_VERSION = 1
 STATUSES = ("ok", "failed", "timeout", "skipped")
@@ -37,10 +38,12 @@ def _digest(value: object) -> str:
 
 def make_record(*, cfg: TrainConfig, devices: int, trial: int, scaling: str, device_type: str, status: str,
                 provenance: dict, result: dict | None = None, error: str | None = None, wall_s: float | None = None,
-                run_id: str | None = None) -> dict:
+                run_id: str | None = None, target_val_acc: float = 0.78) -> dict:
     """The record of one configuration-trial; `result` is RunResult.to_dict() when it ran to the end."""
     assert status in STATUSES
     epochs = result["epochs"] if result else []
+    val_accs = [e["accuracy"] for e in result["evals"]] if result else []
+    reached = time_to_accuracy([e["time_s"] for e in epochs], val_accs, target_val_acc) if result else None
     return {
         "schema_version": SCHEMA_VERSION,
         "run_id": run_id,
@@ -62,6 +65,10 @@ def make_record(*, cfg: TrainConfig, devices: int, trial: int, scaling: str, dev
         "samples_per_s": [e["samples_per_s"] for e in epochs],
         "samples_per_s_per_device": [e["samples_per_s_per_device"] for e in epochs],
         "val_acc": result["final_val_acc"] if result else None,
+        "val_accs": val_accs,
+        "target_val_acc": target_val_acc,
+        "time_to_target_s": reached[0] if reached else None,
+        "epochs_to_target": reached[1] if reached else None,
         "train_loss": epochs[-1]["loss"] if epochs else None,
         "train_acc": epochs[-1]["train_acc"] if epochs else None,
         "dataset": result["dataset"] if result else None,

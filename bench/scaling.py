@@ -90,9 +90,11 @@ def child_config(base: TrainConfig, entry: Planned, sweep: SweepConfig) -> Train
                                batch_size=max(1, batch), seed=base.seed + entry.trial)
 
 
-def command(cfg: TrainConfig, entry: Planned, results: Path, run_id: str, scaling: str, argv: list[str]) -> list[str]:
-    flags = config_to_argv(cfg) + ["--results", str(results), "--trial", str(entry.trial), "--scaling", scaling,
-                                   "--run-id", run_id, "--sweep-argv", json.dumps(argv)]
+def command(cfg: TrainConfig, entry: Planned, results: Path, run_id: str, sweep: SweepConfig,
+            argv: list[str]) -> list[str]:
+    flags = config_to_argv(cfg) + ["--results", str(results), "--trial", str(entry.trial), "--scaling",
+                                   "strong" if sweep.global_batch else "weak", "--run-id", run_id,
+                                   "--sweep-argv", json.dumps(argv), "--target-val-acc", str(sweep.min_val_acc)]
     if entry.mode == "ddp":  # torchrun's launcher, a standalone rendezvous on a port the OS picks
         return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node",
                 str(entry.devices), "-m", "bench.one_config", *flags]
@@ -164,7 +166,8 @@ def run_sweep(sweep: SweepConfig, base: TrainConfig, argv: list[str], device_typ
                     continue
                 append_record(results, make_record(cfg=cfg, devices=entry.devices, trial=entry.trial, scaling=scaling,
                                                    device_type=device_type, status="skipped", error=entry.skip,
-                                                   provenance=collect(cfg.precision, cfg.seed, command_line)))
+                                                   provenance=collect(cfg.precision, cfg.seed, command_line),
+                                                   target_val_acc=sweep.min_val_acc / 100))
                 tqdm.write(f"{name}: skipped ({entry.skip})")
                 continue
             if key(entry) in done:
@@ -173,7 +176,7 @@ def run_sweep(sweep: SweepConfig, base: TrainConfig, argv: list[str], device_typ
             bar.set_description(name)
             run_id = uuid.uuid4().hex
             seen = bar.n
-            outcome = run_logged(command(cfg, entry, results, run_id, scaling, command_line), sweep.timeout,
+            outcome = run_logged(command(cfg, entry, results, run_id, sweep, command_line), sweep.timeout,
                                  out / "logs" / f"{entry.mode}-x{entry.devices}-trial{entry.trial}.log",
                                  lambda line: bar.update(1) if EPOCH_LINE.match(line) else None)
             bar.update(seen + base.epochs - bar.n)  # a failed configuration's unfinished epochs
@@ -184,7 +187,8 @@ def run_sweep(sweep: SweepConfig, base: TrainConfig, argv: list[str], device_typ
                 append_record(results, make_record(
                     cfg=cfg, devices=entry.devices, trial=entry.trial, scaling=scaling, device_type=device_type,
                     status="timeout" if outcome.timed_out else "failed", error=outcome.error, wall_s=outcome.wall_s,
-                    run_id=run_id, provenance=collect(cfg.precision, cfg.seed, command_line)))
+                    run_id=run_id, provenance=collect(cfg.precision, cfg.seed, command_line),
+                    target_val_acc=sweep.min_val_acc / 100))
                 tqdm.write(f"{name}: {'timeout' if outcome.timed_out else 'FAILED'}: {outcome.error}")
             else:
                 tqdm.write(f"{name}: ok  epoch {statistics.median(record['epoch_times_s']):.2f} s  "

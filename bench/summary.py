@@ -6,6 +6,8 @@ import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from mgpu_core.trainer import time_to_accuracy
+
 from .plan import MODE_ORDER
 
 
@@ -23,6 +25,10 @@ class Row:
     samples_per_s_per_device: float | None
     val_acc: tuple[float, float, float] | None
     """(median, min, max) of the final validation accuracy over trials, as a fraction."""
+    time_to_target_s: float | None = None
+    """Median training seconds until validation accuracy first reached the target, over trials that reached it."""
+    reached: int = 0
+    """Successful trials that reached the target."""
     speedup: float | None = None
     efficiency: float | None = None
     time_cut_pct: float | None = None
@@ -90,12 +96,15 @@ def summarize(records: list[dict], min_time_cut: float, min_val_acc: float) -> S
         failures = [r for r in group if r["status"] != "ok"]
         status = ("ok" if not failures else "partial") if ok else failures[-1]["status"]
         per_device = [v for r in ok for v in r["samples_per_s_per_device"]]
+        reached = [hit[0] for r in ok if (hit := time_to_accuracy(r["epoch_times_s"], r["val_accs"],
+                                                                   min_val_acc / 100))]
         rows.append(Row(
             mode=mode, devices=devices, status=status, trials_ok=len(ok), trials=len(group),
             epoch_time_s=_spread([t for r in ok for t in r["epoch_times_s"]]),
             samples_per_s=_spread([v for r in ok for v in r["samples_per_s"]]),
             samples_per_s_per_device=statistics.median(per_device) if per_device else None,
             val_acc=_spread([r["val_acc"] for r in ok]),
+            time_to_target_s=statistics.median(reached) if reached else None, reached=len(reached),
             note=failures[-1]["error"] if failures else None,
         ))
     reference = (records[-1] if records else {})
@@ -140,8 +149,8 @@ def _judge(study: Study) -> None:
 
 def markdown_table(study: Study) -> str:
     head = ("| devices | mode | status | epoch time s (median [min-max]) | samples/s | samples/s/device | speedup "
-            "| efficiency | val acc | goal met |")
-    lines = [head, "|" + "---|" * 10]
+            f"| efficiency | val acc | time to {study.min_val_acc:g}% | goal met |")
+    lines = [head, "|" + "---|" * 11]
     for r in study.rows:
         t = f"{r.epoch_time_s[0]:.2f} [{r.epoch_time_s[1]:.2f}-{r.epoch_time_s[2]:.2f}]" if r.epoch_time_s else "-"
         sps = f"{r.samples_per_s[0]:,.0f}" if r.samples_per_s else "-"
@@ -150,8 +159,11 @@ def markdown_table(study: Study) -> str:
         eff = f"{r.efficiency:.0%}" if r.efficiency is not None else "-"
         acc = f"{r.val_acc[0]:.2%}" if r.val_acc else "-"
         status = r.status if r.trials == 1 else f"{r.status} ({r.trials_ok}/{r.trials})"
+        reach = "-" if not r.trials_ok else (f"{r.time_to_target_s:.1f} s" if r.reached else "not reached")
+        if r.reached and r.reached < r.trials_ok:
+            reach += f" ({r.reached}/{r.trials_ok})"
         lines.append(f"| {r.devices} {study.device_type} | {r.mode} | {status} | {t} | {sps} | {per_dev} | {speedup} "
-                     f"| {eff} | {acc} | {r.verdict} |")
+                     f"| {eff} | {acc} | {reach} | {r.verdict} |")
     return "\n".join(lines)
 
 

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import types
 import typing
 from dataclasses import dataclass, fields
 from typing import Literal
+
+from .recipe import RECIPES
 
 Mode = Literal["single", "dp", "ddp"]
 Pipeline = Literal["device", "dataloader"]
 DatasetName = Literal["auto", "cifar10", "synthetic"]
 DeviceKind = Literal["auto", "cuda", "cpu"]
 Precision = Literal["fp32", "bf16"]
-OptimizerName = Literal["adam", "sgd"]
+OptimizerName = Literal["adam", "adamw", "sgd"]
+RecipeName = Literal["reference", "classic"]
+Schedule = Literal["constant", "cosine", "linear"]
+LrScaling = Literal["none", "linear", "sqrt"]
 
 
 class ConfigError(ValueError):
@@ -76,13 +82,32 @@ class TrainConfig:
     warmup_epochs: int = 0
     """Untimed whole epochs of warm-up, run before warmup_steps; restored the same way."""
 
-    optimizer: OptimizerName = "adam"
-    """adam (the classic recipe), or sgd with momentum 0.9."""
+    recipe: RecipeName = "reference"
+    """Training recipe: reference (tuned for >= 80% at global batch 128-512, see docs/recipes.md) or classic (the
+    seed experiment: Adam 1e-3, no augmentation). The fields below left unset take the recipe's values."""
 
-    lr: float = 1e-3
-    """Learning rate."""
+    optimizer: OptimizerName | None = None
+    """adam, adamw, or sgd (momentum 0.9, Nesterov)."""
 
-    augment: bool = False
+    lr: float | None = None
+    """Peak learning rate at global batch 128; lr_scaling adapts it to the run's global batch."""
+
+    lr_scaling: LrScaling | None = None
+    """How the learning rate follows the global batch B: none, linear (x B/128) or sqrt (x sqrt(B/128))."""
+
+    schedule: Schedule | None = None
+    """Learning-rate shape after warm-up: constant, cosine or linear decay to zero at the last step."""
+
+    lr_warmup_epochs: float | None = None
+    """Epochs of linear learning-rate warm-up from near zero to the peak."""
+
+    weight_decay: float | None = None
+    """Weight decay on weights (not biases)."""
+
+    label_smoothing: float | None = None
+    """Label smoothing of the training loss."""
+
+    augment: bool | None = None
     """Random crop (reflect padding 4) and horizontal flip of training images."""
 
     precision: Precision = "fp32"
@@ -102,9 +127,16 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         hints = typing.get_type_hints(type(self))
+        if self.recipe in RECIPES:
+            for name, value in RECIPES[self.recipe].items():
+                if getattr(self, name) is None:
+                    setattr(self, name, value)
         for f in fields(self):
-            allowed = typing.get_args(hints[f.name])
-            if typing.get_origin(hints[f.name]) is Literal and getattr(self, f.name) not in allowed:
+            hint = hints[f.name]
+            if typing.get_origin(hint) in (typing.Union, types.UnionType) and getattr(self, f.name) is not None:
+                hint = next(a for a in typing.get_args(hint) if a is not type(None))
+            allowed = typing.get_args(hint)
+            if typing.get_origin(hint) is Literal and getattr(self, f.name) not in allowed:
                 _fail(f.name, f"must be one of {', '.join(allowed)}", getattr(self, f.name))
         for name in ("devices", "synthetic_train_size", "synthetic_test_size", "batch_size", "eval_batch_size",
                      "epochs"):
@@ -116,6 +148,12 @@ class TrainConfig:
                 _at_least(name, getattr(self, name), 1)
         if not self.lr > 0:
             _fail("lr", "must be > 0", self.lr)
+        if not self.lr_warmup_epochs >= 0:
+            _fail("lr_warmup_epochs", "must be >= 0", self.lr_warmup_epochs)
+        if not self.weight_decay >= 0:
+            _fail("weight_decay", "must be >= 0", self.weight_decay)
+        if not 0 <= self.label_smoothing < 1:
+            _fail("label_smoothing", "must be in [0, 1)", self.label_smoothing)
         if not self.dist_timeout_s > 0:
             _fail("dist_timeout_s", "must be > 0", self.dist_timeout_s)
         if self.mode != "dp" and self.devices != 1:

@@ -11,6 +11,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
+from torch.optim.lr_scheduler import LambdaLR
 
 from .config import ConfigError, TrainConfig
 from .distributed import DistEnv, all_reduce_to_host, barrier, device_synchronize
@@ -19,6 +20,7 @@ from .image_arrays import ImageArrays
 from .model import SimpleCNN
 from .parallel import unwrap, wrap_model
 from .pipelines import build_pipelines
+from .recipe import lr_multiplier, lr_scale, make_optimizer
 
 
 @dataclass
@@ -59,6 +61,10 @@ class RunResult:
     world_size: int
     backend: str | None
     threads: int
+    global_batch: int
+    """Samples per optimizer step, over all devices."""
+    lr_peak: float
+    """The recipe's learning rate after scaling to global_batch."""
     setup_s: float
     """Model, optimizer and pipeline construction (data to the device included)."""
     warmup_s: float
@@ -74,11 +80,25 @@ class RunResult:
         return asdict(self) | {"final_val_acc": self.final_val_acc}
 
 
-class StepRunner:
-    """One training step after another; per-step statistics stay on the device (no host sync anywhere here)."""
+def time_to_accuracy(epoch_times_s: list[float], val_accs: list[float], target: float) -> tuple[float, int] | None:
+    """(training seconds, epoch number from 1) when validation accuracy first reached `target` (a fraction);
+    evaluation time is not counted. None if it never did."""
+    elapsed = 0.0
+    for epoch, (seconds, accuracy) in enumerate(zip(epoch_times_s, val_accs, strict=True), 1):
+        elapsed += seconds
+        if accuracy >= target:
+            return elapsed, epoch
+    return None
 
-    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, cfg: TrainConfig, env: DistEnv) -> None:
-        self.model, self.optimizer, self.env = model, optimizer, env
+
+class StepRunner:
+    """One training step after another; per-step statistics stay on the device (no host sync anywhere here: the
+    scheduler only sets Python floats on the optimizer)."""
+
+    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: LambdaLR, cfg: TrainConfig,
+                 env: DistEnv) -> None:
+        self.model, self.optimizer, self.scheduler, self.env = model, optimizer, scheduler, env
+        self.label_smoothing = cfg.label_smoothing
         self.autocast = lambda: torch.autocast(env.device.type, dtype=torch.bfloat16,
                                                enabled=cfg.precision == "bf16")
 
@@ -92,10 +112,11 @@ class StepRunner:
         for x, y in batches:
             with self.autocast():
                 logits = self.model(x)
-                loss = F.cross_entropy(logits, y)
+                loss = F.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
+            self.scheduler.step()
             loss_sum += loss.detach().float() * y.shape[0]
             correct += (logits.argmax(1) == y).sum()
             samples += y.shape[0]
@@ -154,6 +175,7 @@ def warm_up(runner: StepRunner, pipeline, cfg: TrainConfig) -> tuple[float, int]
     model = unwrap(runner.model)
     saved_model = copy.deepcopy(model.state_dict())
     saved_optimizer = copy.deepcopy(runner.optimizer.state_dict())
+    saved_scheduler = copy.deepcopy(runner.scheduler.state_dict())
     barrier(runner.env)
     device_synchronize(runner.env)
     start = time.perf_counter()
@@ -168,13 +190,18 @@ def warm_up(runner: StepRunner, pipeline, cfg: TrainConfig) -> tuple[float, int]
     [seconds] = all_reduce_to_host(runner.env, [time.perf_counter() - start], dist.ReduceOp.MAX)
     model.load_state_dict(saved_model)
     runner.optimizer.load_state_dict(saved_optimizer)
+    runner.scheduler.load_state_dict(saved_scheduler)
     return seconds, steps
 
 
-def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=0.9)
-    return torch.optim.Adam(model.parameters(), lr=cfg.lr)
+def make_runner(model: nn.Module, cfg: TrainConfig, env: DistEnv, steps_per_epoch: int) -> StepRunner:
+    """Optimizer and schedule of cfg's recipe, the learning rate scaled to the run's global batch."""
+    global_batch = cfg.batch_size * env.total_devices
+    optimizer = make_optimizer(model, cfg.optimizer, cfg.lr * lr_scale(cfg.lr_scaling, global_batch),
+                               cfg.weight_decay)
+    schedule = lr_multiplier(cfg.schedule, round(cfg.lr_warmup_epochs * steps_per_epoch),
+                             cfg.epochs * steps_per_epoch)
+    return StepRunner(model, optimizer, LambdaLR(optimizer, schedule), cfg, env)
 
 
 def train_and_evaluate(cfg: TrainConfig, env: DistEnv, data: ImageArrays,
@@ -187,16 +214,16 @@ def train_and_evaluate(cfg: TrainConfig, env: DistEnv, data: ImageArrays,
     if env.device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     model = wrap_model(SimpleCNN(len(data.classes)), cfg, env)
-    optimizer = make_optimizer(model, cfg)
     train_pipe, test_pipe = build_pipelines(cfg, data, env)
-    runner = StepRunner(model, optimizer, cfg, env)
+    runner = make_runner(model, cfg, env, len(train_pipe))
     device_synchronize(env)
     setup_s = time.perf_counter() - start
 
     warmup_s, warmup_steps = warm_up(runner, train_pipe, cfg)
     result = RunResult(config=asdict(cfg), dataset=data.describe(), device_type=env.device.type,
                        device_name=device_name(env.device), devices=env.total_devices, world_size=env.world_size,
-                       backend=env.backend, threads=env.threads, setup_s=setup_s, warmup_s=warmup_s,
+                       backend=env.backend, threads=env.threads, global_batch=cfg.batch_size * env.total_devices,
+                       lr_peak=runner.scheduler.base_lrs[0], setup_s=setup_s, warmup_s=warmup_s,
                        warmup_steps=warmup_steps)
     log(f"warm-up {warmup_steps} steps in {warmup_s:.2f} s (not timed, weights restored)")
     for epoch in range(cfg.epochs):

@@ -12,17 +12,19 @@ from mgpu_core.cli_args import add_config_arguments, config_to_argv
 from mgpu_core.config import ConfigError, TrainConfig
 
 
-def fake_result(epoch_times, val_acc, samples=1000, devices=1):
+def fake_result(epoch_times, val_acc, samples=1000, devices=1, val_accs=None):
+    val_accs = val_accs or [val_acc] * len(epoch_times)
     return {"epochs": [{"time_s": t, "samples_per_s": samples / t, "samples_per_s_per_device": samples / t / devices,
                         "loss": 1.0, "train_acc": 0.5} for t in epoch_times],
+            "evals": [{"accuracy": a} for a in val_accs],
             "final_val_acc": val_acc, "warmup_s": 0.1, "dataset": {"name": "synthetic"}, "device_name": "Test GPU"}
 
 
-def record(mode, devices, times=None, acc=0.8, trial=0, status="ok", error=None, **cfg):
+def record(mode, devices, times=None, acc=0.8, trial=0, status="ok", error=None, val_accs=None, **cfg):
     train = TrainConfig(mode=mode, devices=devices if mode == "dp" else 1, seed=trial, **cfg)
     return make_record(cfg=train, devices=devices, trial=trial, scaling="weak", device_type="cuda", status=status,
                        provenance={"host": "h"}, error=error,
-                       result=fake_result(times, acc, devices=devices) if status == "ok" else None)
+                       result=fake_result(times, acc, devices=devices, val_accs=val_accs) if status == "ok" else None)
 
 
 def test_plan_skips_with_reasons_and_single_only_at_one():
@@ -120,3 +122,15 @@ def test_failure_summary_names_the_root_cause_rank():
               "torch.OutOfMemoryError: CUDA out of memory."]
     assert summarize_failure(single) == "torch.OutOfMemoryError: CUDA out of memory."
     assert summarize_failure(["python -m mgpu_core: error: mode: bad"]) == "python -m mgpu_core: error: mode: bad"
+
+
+def test_time_to_target_accuracy_in_records_and_summary():
+    single = record("single", 1, [10.0, 10.0, 10.0], acc=0.81, val_accs=[0.60, 0.79, 0.81])
+    ddp = record("ddp", 2, [6.0, 6.0, 6.0], acc=0.77, val_accs=[0.50, 0.70, 0.77])
+    assert single["time_to_target_s"] == 20.0 and single["epochs_to_target"] == 2
+    assert ddp["time_to_target_s"] is None
+    rows = {r.mode: r for r in summarize([single, ddp], 40, 78).rows}
+    assert rows["single"].time_to_target_s == 20.0 and rows["single"].reached == 1
+    assert rows["ddp"].reached == 0
+    later = {r.mode: r for r in summarize([single, ddp], 40, 80).rows}  # the report's target, not the sweep's
+    assert later["single"].time_to_target_s == 30.0

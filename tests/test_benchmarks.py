@@ -10,7 +10,7 @@ from mgpu_core.model import SimpleCNN
 from mgpu_core.parallel import wrap_model
 from mgpu_core.pipelines import build_pipelines
 from mgpu_core.synthetic import synthetic_cifar
-from mgpu_core.trainer import StepRunner, make_optimizer, train_epoch
+from mgpu_core.trainer import make_runner, train_epoch
 
 SAMPLES = 2048
 PRECISIONS = ["fp32"] + (["bf16"] if cpu_has_bf16() else [])
@@ -29,8 +29,8 @@ def test_timed_epoch(benchmark, data, pipeline, precision):
     with process_group(cfg) as env:
         torch.manual_seed(cfg.seed)
         model = wrap_model(SimpleCNN(), cfg, env)
-        runner = StepRunner(model, make_optimizer(model, cfg), cfg, env)
         train_pipe, _ = build_pipelines(cfg, data, env)
+        runner = make_runner(model, cfg, env, len(train_pipe))
         benchmark.group = "timed epoch (2048 synthetic samples)"
         # train_epoch synchronizes the device before returning, so each round's time is complete
         record = benchmark.pedantic(train_epoch, args=(runner, train_pipe, 0), rounds=3, warmup_rounds=1)
