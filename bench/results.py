@@ -61,7 +61,7 @@ def make_record(*, cfg: TrainConfig, devices: int, trial: int, scaling: str, dev
         "wall_s": wall_s,
         "epoch_times_s": [e["time_s"] for e in epochs],
         "warmup_s": result["warmup_s"] if result else None,
-        "compile_s": 0.0 if result else None,  # the eager trainer compiles nothing
+        "compile_s": result["compile_s"] if result else None,
         "samples_per_s": [e["samples_per_s"] for e in epochs],
         "samples_per_s_per_device": [e["samples_per_s_per_device"] for e in epochs],
         "val_acc": result["final_val_acc"] if result else None,

@@ -116,6 +116,16 @@ class TrainConfig:
     channels_last: bool = False
     """Keep activations and weights in channels_last memory format."""
 
+    fused: bool = True
+    """Fused optimizer step: one kernel over all parameters instead of a loop of small ones."""
+
+    cudnn_benchmark: bool = True
+    """Let cuDNN time its convolution algorithms once and keep the fastest (CUDA only)."""
+
+    compile: bool = False
+    """torch.compile the model. Compilation happens in warm-up and is reported as compile_s, never inside an epoch;
+    the last partial batch is dropped so that every step has the same shape."""
+
     threads: int | None = None
     """CPU threads per process (default: usable cores divided by the processes on this node)."""
 
@@ -158,6 +168,10 @@ class TrainConfig:
             _fail("dist_timeout_s", "must be > 0", self.dist_timeout_s)
         if self.mode != "dp" and self.devices != 1:
             _fail("devices", f"only dp drives several devices from one process; {self.mode} needs 1", self.devices)
+        if self.compile and self.mode == "dp":
+            _fail("compile", "torch.compile of nn.DataParallel is not supported; use single or ddp", self.compile)
+        if self.compile and self.warmup_steps + self.warmup_epochs == 0:
+            _fail("warmup_steps", "compile needs at least one warm-up step, so that compiling stays off the clock", 0)
         if self.mode == "dp" and self.device == "cpu":
             _fail("mode", "dp needs CUDA devices (nn.DataParallel does nothing on CPU); use ddp", self.mode)
 

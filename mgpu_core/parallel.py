@@ -24,10 +24,11 @@ def wrap_model(model: nn.Module, cfg: TrainConfig, env: DistEnv) -> nn.Module:
     if cfg.mode == "dp":
         return nn.DataParallel(model, device_ids=list(range(cfg.devices)))
     if cfg.mode == "ddp":
-        return DistributedDataParallel(model, device_ids=[env.device.index] if env.device.type == "cuda" else None)
-    return model
+        model = DistributedDataParallel(model, device_ids=[env.device.index] if env.device.type == "cuda" else None)
+    return torch.compile(model) if cfg.compile else model  # DDP first: compile then splits graphs at its buckets
 
 
 def unwrap(model: nn.Module) -> nn.Module:
-    """The bare model inside a DataParallel or DistributedDataParallel wrapper."""
+    """The bare model inside torch.compile's and DataParallel's or DistributedDataParallel's wrappers."""
+    model = getattr(model, "_orig_mod", model)  # torch.compile's OptimizedModule
     return model.module if isinstance(model, nn.DataParallel | DistributedDataParallel) else model

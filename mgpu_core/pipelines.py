@@ -36,6 +36,11 @@ class BatchSpec:
     seed: int
     train: bool
     augment: bool
+    drop_last: bool = False
+    """Skip the last partial batch (compiled models: every step the same shape)."""
+
+    def batch_starts(self, n: int) -> range:
+        return range(0, n - self.batch_size + 1 if self.drop_last else n, self.batch_size)
 
     def layout(self, x: torch.Tensor) -> torch.Tensor:
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
@@ -61,11 +66,11 @@ class DevicePipeline:
         self.generator.manual_seed(hash((s.seed, epoch, s.rank)) & 0x7FFF_FFFF)
 
     def __len__(self) -> int:
-        return -(-len(self.order) // self.spec.batch_size)
+        return len(self.spec.batch_starts(len(self.order)))
 
     def __iter__(self):
         s = self.spec
-        for start in range(0, len(self.order), s.batch_size):
+        for start in s.batch_starts(len(self.order)):
             idx = self.order[start:start + s.batch_size]
             x = self.images[idx]
             if s.augment:
@@ -103,7 +108,7 @@ class DataLoaderPipeline:
         # so an epoch's augmentation depends on the seed and epoch only (not on a warm-up before it).
         self.loader = DataLoader(PILImages(images, labels, tf), batch_size=spec.batch_size, sampler=self.sampler,
                                  num_workers=workers, pin_memory=spec.device.type == "cuda",
-                                 generator=self.generator)
+                                 drop_last=spec.drop_last, generator=self.generator)
         self.set_epoch(0)
 
     def set_epoch(self, epoch: int) -> None:
@@ -130,7 +135,7 @@ def build_pipelines(cfg: TrainConfig, data: ImageArrays, env: DistEnv):
     def spec(train: bool, batch: int) -> BatchSpec:
         return BatchSpec(device=env.device, batch_size=batch * cfg.devices_per_process, mean=mean, std=std,
                          channels_last=cfg.channels_last, rank=env.rank, world_size=env.world_size, seed=cfg.seed,
-                         train=train, augment=cfg.augment and train)
+                         train=train, augment=cfg.augment and train, drop_last=cfg.compile and train)
 
     if cfg.pipeline == "device":
         return (DevicePipeline(data.train_x, data.train_y, spec(True, cfg.batch_size)),

@@ -43,14 +43,16 @@ def lr_multiplier(schedule: str, warmup_steps: int, total_steps: int) -> Callabl
     return factor
 
 
-def make_optimizer(model: nn.Module, name: str, lr: float, weight_decay: float) -> torch.optim.Optimizer:
+def make_optimizer(model: nn.Module, name: str, lr: float, weight_decay: float,
+                   fused: bool = False) -> torch.optim.Optimizer:
     """adam: Adam (L2 via weight_decay, as the classic recipe has none); adamw: decoupled decay; sgd: momentum 0.9,
-    Nesterov. Weight decay spares biases."""
+    Nesterov. Weight decay spares biases. fused: one kernel per step for all parameters."""
     decay = [p for p in model.parameters() if p.ndim > 1]
     rest = [p for p in model.parameters() if p.ndim <= 1]
     groups = [{"params": decay, "weight_decay": weight_decay}, {"params": rest, "weight_decay": 0.0}]
+    extra = {"fused": True} if fused else {}
     if name == "sgd":
-        return torch.optim.SGD(groups, lr=lr, momentum=0.9, nesterov=True)
+        return torch.optim.SGD(groups, lr=lr, momentum=0.9, nesterov=True, **extra)
     if name == "adamw":
-        return torch.optim.AdamW(groups, lr=lr)
-    return torch.optim.Adam(groups, lr=lr)
+        return torch.optim.AdamW(groups, lr=lr, **extra)
+    return torch.optim.Adam(groups, lr=lr, **extra)

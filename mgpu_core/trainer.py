@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Callable, Iterable
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -67,6 +68,8 @@ class RunResult:
     """The recipe's learning rate after scaling to global_batch."""
     setup_s: float
     """Model, optimizer and pipeline construction (data to the device included)."""
+    compile_s: float
+    """torch.compile's first step (0 without --compile), kept out of warmup_s and of every epoch."""
     warmup_s: float
     warmup_steps: int
     epochs: list[EpochRecord] = field(default_factory=list)
@@ -99,6 +102,7 @@ class StepRunner:
                  env: DistEnv) -> None:
         self.model, self.optimizer, self.scheduler, self.env = model, optimizer, scheduler, env
         self.label_smoothing = cfg.label_smoothing
+        self.region = nullcontext  # bench.profile sets torch.profiler.record_function to name the step's parts
         self.autocast = lambda: torch.autocast(env.device.type, dtype=torch.bfloat16,
                                                enabled=cfg.precision == "bf16")
 
@@ -109,20 +113,26 @@ class StepRunner:
         loss_sum = torch.zeros((), device=self.env.device)
         correct = torch.zeros((), dtype=torch.int64, device=self.env.device)
         samples = steps = 0
-        for x, y in batches:
-            with self.autocast():
+        batches = iter(batches)
+        while steps != max_steps:
+            with self.region("data"):
+                batch = next(batches, None)
+            if batch is None:
+                break
+            x, y = batch
+            with self.region("forward"), self.autocast():
                 logits = self.model(x)
                 loss = F.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
-            self.scheduler.step()
+            with self.region("backward"):
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+            with self.region("optimizer"):
+                self.optimizer.step()
+                self.scheduler.step()
             loss_sum += loss.detach().float() * y.shape[0]
             correct += (logits.argmax(1) == y).sum()
             samples += y.shape[0]
             steps += 1
-            if steps == max_steps:
-                break
         return loss_sum, correct, samples, steps
 
 
@@ -167,41 +177,56 @@ def evaluate(model: nn.Module, pipeline, cfg: TrainConfig, env: DistEnv, epoch: 
                       samples=int(samples), time_s=time_s)
 
 
-def warm_up(runner: StepRunner, pipeline, cfg: TrainConfig) -> tuple[float, int]:
-    """Untimed steps (kernel selection, allocator, worker start-up), then the model and optimizer are put back as
-    they were, so the timed epochs train exactly as they would have without warm-up. Returns (seconds, steps)."""
+def warm_up(runner: StepRunner, pipeline, cfg: TrainConfig) -> tuple[float, float, int]:
+    """Untimed steps (compilation, kernel selection, allocator, worker start-up), then the model, optimizer and
+    schedule are put back as they were, so the timed epochs train exactly as they would have without warm-up.
+    Returns (compile_s, warmup_s, steps): the first step's time is compile_s when compiling, apart from the rest."""
     if cfg.warmup_epochs == 0 and cfg.warmup_steps == 0:
-        return 0.0, 0
+        return 0.0, 0.0, 0
+    env = runner.env
     model = unwrap(runner.model)
-    saved_model = copy.deepcopy(model.state_dict())
-    saved_optimizer = copy.deepcopy(runner.optimizer.state_dict())
-    saved_scheduler = copy.deepcopy(runner.scheduler.state_dict())
-    barrier(runner.env)
-    device_synchronize(runner.env)
+    saved = [copy.deepcopy(x.state_dict()) for x in (model, runner.optimizer, runner.scheduler)]
+    barrier(env)
+    device_synchronize(env)
     start = time.perf_counter()
     steps = 0
+    compiled_at = start
+    if cfg.compile:
+        pipeline.set_epoch(0)
+        steps += runner.run(pipeline, max_steps=1)[3]  # traces and compiles forward and backward
+        device_synchronize(env)
+        compiled_at = time.perf_counter()
     for epoch in range(cfg.warmup_epochs):
         pipeline.set_epoch(epoch)
         steps += runner.run(pipeline)[3]
     if cfg.warmup_steps:
         pipeline.set_epoch(0)
         steps += runner.run(pipeline, max_steps=cfg.warmup_steps)[3]
-    device_synchronize(runner.env)
-    [seconds] = all_reduce_to_host(runner.env, [time.perf_counter() - start], dist.ReduceOp.MAX)
-    model.load_state_dict(saved_model)
-    runner.optimizer.load_state_dict(saved_optimizer)
-    runner.scheduler.load_state_dict(saved_scheduler)
-    return seconds, steps
+    device_synchronize(env)
+    compile_s, warmup_s = all_reduce_to_host(env, [compiled_at - start, time.perf_counter() - compiled_at],
+                                             dist.ReduceOp.MAX)
+    for target, state in zip((model, runner.optimizer, runner.scheduler), saved, strict=True):
+        target.load_state_dict(state)
+    return compile_s, warmup_s, steps
 
 
 def make_runner(model: nn.Module, cfg: TrainConfig, env: DistEnv, steps_per_epoch: int) -> StepRunner:
     """Optimizer and schedule of cfg's recipe, the learning rate scaled to the run's global batch."""
     global_batch = cfg.batch_size * env.total_devices
     optimizer = make_optimizer(model, cfg.optimizer, cfg.lr * lr_scale(cfg.lr_scaling, global_batch),
-                               cfg.weight_decay)
+                               cfg.weight_decay, fused=cfg.fused)
     schedule = lr_multiplier(cfg.schedule, round(cfg.lr_warmup_epochs * steps_per_epoch),
                              cfg.epochs * steps_per_epoch)
     return StepRunner(model, optimizer, LambdaLR(optimizer, schedule), cfg, env)
+
+
+def prepare(cfg: TrainConfig, env: DistEnv, data: ImageArrays):
+    """(runner, train pipeline, test pipeline): the wrapped model, its optimizer and schedule, and the data."""
+    torch.manual_seed(cfg.seed)  # the same initial weights on every rank and in every mode
+    torch.backends.cudnn.benchmark = cfg.cudnn_benchmark
+    model = wrap_model(SimpleCNN(len(data.classes)), cfg, env)
+    train_pipe, test_pipe = build_pipelines(cfg, data, env)
+    return make_runner(model, cfg, env, len(train_pipe)), train_pipe, test_pipe
 
 
 def train_and_evaluate(cfg: TrainConfig, env: DistEnv, data: ImageArrays,
@@ -210,22 +235,20 @@ def train_and_evaluate(cfg: TrainConfig, env: DistEnv, data: ImageArrays,
     if cfg.precision == "bf16" and not bf16_supported(env.device):
         raise ConfigError(f"precision: bf16 is not supported on {device_name(env.device)}")
     start = time.perf_counter()
-    torch.manual_seed(cfg.seed)  # the same initial weights on every rank and in every mode
-    if env.device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
-    model = wrap_model(SimpleCNN(len(data.classes)), cfg, env)
-    train_pipe, test_pipe = build_pipelines(cfg, data, env)
-    runner = make_runner(model, cfg, env, len(train_pipe))
+    runner, train_pipe, test_pipe = prepare(cfg, env, data)
+    model = runner.model
     device_synchronize(env)
     setup_s = time.perf_counter() - start
 
-    warmup_s, warmup_steps = warm_up(runner, train_pipe, cfg)
+    compile_s, warmup_s, warmup_steps = warm_up(runner, train_pipe, cfg)
     result = RunResult(config=asdict(cfg), dataset=data.describe(), device_type=env.device.type,
                        device_name=device_name(env.device), devices=env.total_devices, world_size=env.world_size,
                        backend=env.backend, threads=env.threads, global_batch=cfg.batch_size * env.total_devices,
-                       lr_peak=runner.scheduler.base_lrs[0], setup_s=setup_s, warmup_s=warmup_s,
+                       lr_peak=runner.scheduler.base_lrs[0], setup_s=setup_s, compile_s=compile_s,
+                       warmup_s=warmup_s,
                        warmup_steps=warmup_steps)
-    log(f"warm-up {warmup_steps} steps in {warmup_s:.2f} s (not timed, weights restored)")
+    log(f"warm-up {warmup_steps} steps in {warmup_s:.2f} s" + (f" + compile {compile_s:.1f} s" if cfg.compile else "")
+        + " (not timed, weights restored)")
     for epoch in range(cfg.epochs):
         record = train_epoch(runner, train_pipe, epoch)
         evaluation = evaluate(model, test_pipe, cfg, env, epoch)
