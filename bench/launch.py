@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+from mgpu_core.cli_args import config_to_argv
+from mgpu_core.config import TrainConfig
+
+from .plan import Planned
+from .sweep_config import SweepConfig
 
 TERM_GRACE_S = 10.0
 _EXCEPTION = re.compile(r"^(?:[\w.]+\.)?\w*(?:Error|Exception|Interrupt)\b.*|.*: error: .*")
@@ -138,3 +146,14 @@ def run_logged(cmd: list[str], timeout_s: float, log_path: Path, on_line: Callab
         return Outcome(proc.returncode, False, wall_s,
                        summarize_failure(lines) or f"exit code {proc.returncode} with no output")
     return Outcome(0, False, wall_s, None)
+
+
+def command(cfg: TrainConfig, entry: Planned, results: Path, run_id: str, sweep: SweepConfig,
+            argv: list[str]) -> list[str]:
+    flags = config_to_argv(cfg) + ["--results", str(results), "--trial", str(entry.trial), "--scaling",
+                                   "strong" if sweep.global_batch else "weak", "--run-id", run_id,
+                                   "--sweep-argv", json.dumps(argv), "--target-val-acc", str(sweep.min_val_acc)]
+    if entry.mode == "ddp":  # torchrun's launcher, a standalone rendezvous on a port the OS picks
+        return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node",
+                str(entry.devices), "-m", "bench.one_config", *flags]
+    return [sys.executable, "-m", "bench.one_config", *flags]

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import re
 import signal
 import statistics
@@ -16,13 +15,13 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from mgpu_core.cli_args import OneLineErrorParser, add_config_arguments, config_from_args, config_to_argv
+from mgpu_core.cli_args import OneLineErrorParser, add_config_arguments, config_from_args
 from mgpu_core.config import ConfigError, TrainConfig
 from mgpu_core.datasets import load_dataset
 from mgpu_core.distributed import usable_cores
 from mgpu_core.image_arrays import DataError
 
-from .launch import run_logged
+from .launch import command, run_logged
 from .lock import LockedError, exclusive
 from .plan import Planned, default_counts, plan
 from .provenance import collect
@@ -88,17 +87,6 @@ def child_config(base: TrainConfig, entry: Planned, sweep: SweepConfig) -> Train
     batch = base.batch_size // entry.devices if sweep.global_batch else base.batch_size
     return dataclasses.replace(base, mode=entry.mode, devices=entry.devices if entry.mode == "dp" else 1,
                                batch_size=max(1, batch), seed=base.seed + entry.trial)
-
-
-def command(cfg: TrainConfig, entry: Planned, results: Path, run_id: str, sweep: SweepConfig,
-            argv: list[str]) -> list[str]:
-    flags = config_to_argv(cfg) + ["--results", str(results), "--trial", str(entry.trial), "--scaling",
-                                   "strong" if sweep.global_batch else "weak", "--run-id", run_id,
-                                   "--sweep-argv", json.dumps(argv), "--target-val-acc", str(sweep.min_val_acc)]
-    if entry.mode == "ddp":  # torchrun's launcher, a standalone rendezvous on a port the OS picks
-        return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node",
-                str(entry.devices), "-m", "bench.one_config", *flags]
-    return [sys.executable, "-m", "bench.one_config", *flags]
 
 
 class Terminated(KeyboardInterrupt):

@@ -17,7 +17,7 @@ def fake_result(epoch_times, val_acc, samples=1000, devices=1, val_accs=None):
     return {"epochs": [{"time_s": t, "samples_per_s": samples / t, "samples_per_s_per_device": samples / t / devices,
                         "loss": 1.0, "train_acc": 0.5} for t in epoch_times],
             "evals": [{"accuracy": a} for a in val_accs],
-            "final_val_acc": val_acc, "warmup_s": 0.1, "dataset": {"name": "synthetic"}, "device_name": "Test GPU"}
+            "final_val_acc": val_acc, "warmup_s": 0.1, "compile_s": 0.0, "dataset": {"name": "synthetic"}, "device_name": "Test GPU"}
 
 
 def record(mode, devices, times=None, acc=0.8, trial=0, status="ok", error=None, val_accs=None, **cfg):
@@ -134,3 +134,19 @@ def test_time_to_target_accuracy_in_records_and_summary():
     assert rows["ddp"].reached == 0
     later = {r.mode: r for r in summarize([single, ddp], 40, 80).rows}  # the report's target, not the sweep's
     assert later["single"].time_to_target_s == 30.0
+
+
+def test_gpu_check_report_ratios_and_verdicts():
+    from bench.gpu_check import report
+    rows = [("single", "classic fp32", record("single", 1, [4.0]), None),
+            ("single", "fast bf16", record("single", 1, [0.25]), None),
+            ("ddp", "classic fp32", record("ddp", 1, [4.2]), None),
+            ("ddp", "fast bf16", record("ddp", 1, [0.27]), None),
+            ("dp", "fast bf16", None, "rank 0: RuntimeError: boom")]
+    text = report(rows, "Test GPU")
+    assert "| single | fast bf16 | 0.250 | 4,000 | 16.0x | +0.0% |" in text
+    assert "| ddp | fast bf16 | 0.270 | 3,704 | 15.6x | +8.0% |" in text
+    assert "| dp | fast bf16 | failed: rank 0: RuntimeError: boom |" in text
+    assert "- fast path epoch <= 0.3 s: PASS (0.250 s)" in text
+    assert "- fast path >= 10x classic: PASS (16.0x)" in text
+    assert "- ddp x1 <= 5% over single: FAIL (+8.0%)" in text
