@@ -245,8 +245,7 @@ def train_and_evaluate(cfg: TrainConfig, env: DistEnv, data: ImageArrays,
                        device_name=device_name(env.device), devices=env.total_devices, world_size=env.world_size,
                        backend=env.backend, threads=env.threads, global_batch=cfg.batch_size * env.total_devices,
                        lr_peak=runner.scheduler.base_lrs[0], setup_s=setup_s, compile_s=compile_s,
-                       warmup_s=warmup_s,
-                       warmup_steps=warmup_steps)
+                       warmup_s=warmup_s, warmup_steps=warmup_steps)
     log(f"warm-up {warmup_steps} steps in {warmup_s:.2f} s" + (f" + compile {compile_s:.1f} s" if cfg.compile else "")
         + " (not timed, weights restored)")
     for epoch in range(cfg.epochs):
