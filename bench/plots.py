@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -133,7 +134,7 @@ def render(study: Study, out: Path) -> list[Path]:
         fig, axes = plt.subplots(1, len(panels), figsize=FIGSIZES[name], dpi=DPI, squeeze=False)
         for ax, draw in zip(axes[0], panels, strict=True):
             draw(ax, study)
-        fig.suptitle(study.title, fontsize=10)
+        fig.suptitle(textwrap.fill(study.title, width=int(FIGSIZES[name][0] * 14)), fontsize=10)
         fig.tight_layout()
         fig.savefig(out / name, dpi=DPI)
         plt.close(fig)

@@ -11,7 +11,8 @@ from pathlib import Path
 from mgpu_core.config import TrainConfig
 from mgpu_core.trainer import time_to_accuracy
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""2: per-epoch val_accs, time to target accuracy, compile_s (1 had neither)."""
 STATUSES = ("ok", "failed", "timeout", "skipped")
 
 

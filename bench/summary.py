@@ -45,6 +45,8 @@ class Study:
     batch_per_device: int
     scaling: str
     precision: str
+    recipe: str
+    lr_scaling: str
     epochs: int
     min_time_cut: float
     min_val_acc: float
@@ -52,7 +54,8 @@ class Study:
     @property
     def title(self) -> str:
         return (f"SimpleCNN on {self.dataset}, {self.device_name} ({self.device_type}), batch {self.batch_per_device} "
-                f"per device, {self.scaling} scaling, {self.precision}, {self.epochs} epoch(s)")
+                f"per device, {self.scaling} scaling, {self.precision}, {self.recipe} recipe (lr scaling "
+                f"{self.lr_scaling}), {self.epochs} epoch(s)")
 
     @property
     def baseline(self) -> Row | None:
@@ -115,7 +118,8 @@ def summarize(records: list[dict], min_time_cut: float, min_val_acc: float) -> S
                   device_name=sample.get("device_name") or "?",
                   dataset=(sample.get("dataset") or {}).get("name", cfg.get("dataset", "?")),
                   batch_per_device=sample.get("batch_per_device", 0), scaling=sample.get("scaling", "?"),
-                  precision=cfg.get("precision", "?"), epochs=cfg.get("epochs", 0), min_time_cut=min_time_cut,
+                  precision=cfg.get("precision", "?"), recipe=cfg.get("recipe", "?"),
+                  lr_scaling=cfg.get("lr_scaling", "?"), epochs=cfg.get("epochs", 0), min_time_cut=min_time_cut,
                   min_val_acc=min_val_acc)
     _judge(study)
     return study

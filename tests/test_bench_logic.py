@@ -93,7 +93,7 @@ def test_torn_last_line_is_reported_and_ignored(tmp_path):
     path = tmp_path / "results.jsonl"
     append_record(path, record("single", 1, [1.0]))
     with open(path, "a") as f:
-        f.write('{"schema_version": 1, "stat')
+        f.write('{"schema_version": 2, "stat')
     warnings = []
     assert len(read_records(path, warn=warnings.append)) == 1
     assert warnings == [f"warning: {path}:2: incomplete record ignored"]
