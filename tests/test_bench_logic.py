@@ -17,7 +17,8 @@ def fake_result(epoch_times, val_acc, samples=1000, devices=1, val_accs=None):
     return {"epochs": [{"time_s": t, "samples_per_s": samples / t, "samples_per_s_per_device": samples / t / devices,
                         "loss": 1.0, "train_acc": 0.5} for t in epoch_times],
             "evals": [{"accuracy": a} for a in val_accs],
-            "final_val_acc": val_acc, "warmup_s": 0.1, "compile_s": 0.0, "dataset": {"name": "synthetic"}, "device_name": "Test GPU"}
+            "final_val_acc": val_acc, "warmup_s": 0.1, "compile_s": 0.0, "dataset": {"name": "synthetic"},
+            "device_name": "Test GPU"}
 
 
 def record(mode, devices, times=None, acc=0.8, trial=0, status="ok", error=None, val_accs=None, **cfg):

@@ -29,6 +29,19 @@ def sweep(out, *args, fault=None, timeout=600):
                           text=True, timeout=timeout, env=env)
 
 
+def processes_mentioning(text: str) -> list[str]:
+    """Command lines of live processes (other than this one) that contain `text`."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+        except OSError:
+            continue
+        if text in cmdline and str(os.getpid()) != pid:
+            found.append(cmdline.replace("\0", " "))
+    return found
+
+
 def by_label(records):
     return {(r["mode"], r["devices"]): r for r in records}
 
@@ -83,15 +96,7 @@ def test_hung_rank_times_out_and_leaves_no_process(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     [rec] = read_records(tmp_path / "results.jsonl")
     assert rec["status"] == "timeout" and rec["error"].startswith("timed out after 30 s")
-    leftovers = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
-        except OSError:
-            continue
-        if str(tmp_path) in cmdline:
-            leftovers.append(cmdline.replace("\0", " "))
-    assert leftovers == []
+    assert processes_mentioning(str(tmp_path)) == []
 
 
 @pytest.mark.parametrize("args, text", [

@@ -8,30 +8,15 @@ import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 from test_bench_logic import record
-from test_bench_sweep import TINY, by_label, sweep
+from test_bench_sweep import TINY, by_label, processes_mentioning, sweep
 from test_data import write_official, write_tree
 
 from bench.lock import exclusive
 from bench.results import append_record, read_records
 from bench.scaling import parse
-
-FAULTS = Path(__file__).parent / "faults"
-
-
-def processes_mentioning(text: str) -> list[str]:
-    found = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
-        except OSError:
-            continue
-        if text in cmdline and str(os.getpid()) != pid:
-            found.append(cmdline.replace("\0", " "))
-    return found
 
 
 @pytest.mark.parametrize("fault, expected", [
