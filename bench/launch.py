@@ -150,6 +150,7 @@ def run_logged(cmd: list[str], timeout_s: float, log_path: Path, on_line: Callab
 
 def command(cfg: TrainConfig, entry: Planned, results: Path, run_id: str, sweep: SweepConfig,
             argv: list[str]) -> list[str]:
+    """The command that trains `cfg` as one configuration in its own process group and appends its record."""
     flags = config_to_argv(cfg) + ["--results", str(results), "--trial", str(entry.trial), "--scaling",
                                    "strong" if sweep.global_batch else "weak", "--run-id", run_id,
                                    "--sweep-argv", json.dumps(argv), "--target-val-acc", str(sweep.min_val_acc)]

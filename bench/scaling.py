@@ -16,7 +16,7 @@ import torch
 from tqdm import tqdm
 
 from mgpu_core.cli_args import OneLineErrorParser, add_config_arguments, config_from_args
-from mgpu_core.config import ConfigError, TrainConfig
+from mgpu_core.config import TrainConfig
 from mgpu_core.datasets import load_dataset
 from mgpu_core.distributed import usable_cores
 from mgpu_core.image_arrays import DataError
@@ -70,12 +70,7 @@ def parse(argv: list[str]) -> tuple[SweepConfig, TrainConfig, list[str]]:
             notices.append(f"notice: no GPU and no --epochs: quick CPU settings, {args.epochs} epoch on "
                            f"{args.train_samples:,} training samples; give --epochs E (and --train-samples N) "
                            "for the full study")
-    try:
-        train = TrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
-                               if hasattr(args, f.name)})
-    except ConfigError as exc:
-        parser.error(str(exc))
-    return sweep, train, notices
+    return sweep, config_from_args(TrainConfig, args, parser), notices
 
 
 def resolve_dataset(train: TrainConfig) -> TrainConfig:
