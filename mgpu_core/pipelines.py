@@ -42,6 +42,10 @@ class BatchSpec:
     def batch_starts(self, n: int) -> range:
         return range(0, n - self.batch_size + 1 if self.drop_last else n, self.batch_size)
 
+    def augment_seed(self, epoch: int) -> int:
+        """The seed of one epoch's augmentation on this rank (ints hash the same in every process)."""
+        return hash((self.seed, epoch, self.rank)) & 0x7FFF_FFFF
+
     def layout(self, x: torch.Tensor) -> torch.Tensor:
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
@@ -63,7 +67,7 @@ class DevicePipeline:
         idx = shard_indices(n, epoch, s.seed, s.rank, s.world_size) if s.train else eval_indices(n, s.rank,
                                                                                                    s.world_size)
         self.order = idx.to(s.device)
-        self.generator.manual_seed(hash((s.seed, epoch, s.rank)) & 0x7FFF_FFFF)
+        self.generator.manual_seed(s.augment_seed(epoch))
 
     def __len__(self) -> int:
         return len(self.spec.batch_starts(len(self.order)))
@@ -114,7 +118,7 @@ class DataLoaderPipeline:
     def set_epoch(self, epoch: int) -> None:
         if self.spec.train:
             self.sampler.set_epoch(epoch)
-        epoch_seed = hash((self.spec.seed, epoch, self.spec.rank)) & 0x7FFF_FFFF
+        epoch_seed = self.spec.augment_seed(epoch)
         self.generator.manual_seed(epoch_seed)
         if self.workers == 0 and self.spec.augment:
             torch.manual_seed(epoch_seed)  # without workers the transforms draw from the global RNG
