@@ -1,10 +1,11 @@
-"""Running one configuration as a child process tree: output streamed to a log, a timeout that ends the whole tree."""
+"""Running one configuration as a child process tree: output streamed to a log, a timeout that ends the whole tree,
+and the root cause of a failure read from the files torch's error handling writes (never scraped from output)."""
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -14,16 +15,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from mgpu_core.cli_args import config_to_argv
-from mgpu_core.config import TrainConfig
+import psutil
 
-from .plan import Planned
-from .sweep_config import SweepConfig
+from .torchrun import FAILURE_FILE_ENV
 
 TERM_GRACE_S = 10.0
-_EXCEPTION = re.compile(r"^(?:[\w.]+\.)?\w*(?:Error|Exception|Interrupt)\b.*|.*: error: .*")
-_RANK_PREFIX = re.compile(r"^\[rank(\d+)\]:\s?(.*)")  # how torch prefixes a rank's uncaught exception
-_ROOT_RANK = re.compile(r"^\s*rank\s*:\s*(\d+)")  # in torchrun's "Root Cause" block
+KILL_WAIT_S = 5.0
+PR_SET_PDEATHSIG = 1
 
 
 @dataclass
@@ -32,93 +30,88 @@ class Outcome:
     timed_out: bool
     wall_s: float
     error: str | None
-    """One line: what went wrong (and on which rank, when torchrun says), None when the command succeeded."""
-
-
-def descendants(pid: int) -> list[int]:
-    """All processes below `pid`, from /proc (torchrun starts its workers in sessions of their own, so a process
-    group kill would miss them)."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(entry))
-    found, stack = [], [pid]
-    while stack:
-        for child in children.get(stack.pop(), []):
-            found.append(child)
-            stack.append(child)
-    return found
+    """One line: what went wrong (and on which rank, under torchrun), None when the command succeeded."""
 
 
 def kill_tree(proc: subprocess.Popen) -> None:
-    """SIGTERM the process and everything below it, then SIGKILL whatever is left after a grace period."""
-    tree = [proc.pid] + descendants(proc.pid)
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        for pid in tree:
+    """SIGTERM the process and everything below it, then SIGKILL what is left after a grace period. The tree is
+    walked again at each step, so processes started meanwhile (torchrun's workers) do not escape."""
+    for sig, wait_s in ((signal.SIGTERM, TERM_GRACE_S), (signal.SIGKILL, KILL_WAIT_S)):
+        tree = _tree(proc.pid)
+        for p in tree:
             try:
-                os.kill(pid, sig)
-            except ProcessLookupError:
+                p.send_signal(sig)
+            except psutil.NoSuchProcess:
                 pass
-        deadline = time.monotonic() + (TERM_GRACE_S if sig == signal.SIGTERM else 5.0)
-        while time.monotonic() < deadline and any(_alive(pid) for pid in tree):
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline:
             proc.poll()  # reap the direct child so it stops counting as alive
+            if not [p for p in _tree(proc.pid) + tree if _alive(p)]:
+                break
             time.sleep(0.1)
     proc.wait()
 
 
-def _alive(pid: int) -> bool:
+def _tree(pid: int) -> list[psutil.Process]:
     try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
+        root = psutil.Process(pid)
+        return [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
+
+
+def _alive(p: psutil.Process) -> bool:
+    try:
+        return p.is_running() and p.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
         return False
 
 
-def summarize_failure(lines: list[str]) -> str | None:
-    """One line for a failed run: the root-cause rank torchrun names, with that rank's exception or the signal that
-    killed it; else the last exception or error line; else the last line."""
-    root, cause = _root_cause(lines)
-    if root is not None:
-        own = [m.group(2).strip() for line in lines if (m := _RANK_PREFIX.match(line)) and m.group(1) == root]
-        errors = [line for line in own if _EXCEPTION.match(line)]
-        if errors:
-            return f"rank {root}: {errors[-1]}"
-        if cause:
-            return f"rank {root}: {cause}"
-    errors = [line.strip() for line in lines if _EXCEPTION.match(line.strip()) and "ChildFailedError" not in line]
-    message = errors[-1] if errors else next((x.strip() for x in reversed(lines) if x.strip()), None)
-    return f"rank {root}: {message}" if root is not None and message else message
+def _die_with_parent() -> None:
+    """In the child before exec: the kernel sends it SIGTERM when the sweep dies, even by SIGKILL (Linux)."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass
 
 
-def _root_cause(lines: list[str]) -> tuple[str | None, str | None]:
-    """(rank, 'Signal 9 (SIGKILL) ...' or 'exit code N') from torchrun's "Root Cause" block, if there is one."""
-    start = next((i for i, line in enumerate(lines) if line.startswith("Root Cause")), None)
-    if start is None:
-        return None, None
-    block = lines[start:]
-    block = block[:next((i for i, line in enumerate(block) if line.startswith("====")), len(block))]
-    fields = dict(line.strip().split(":", 1) for line in block if ":" in line and line.startswith("  "))
-    fields = {k.strip(): v.strip() for k, v in fields.items()}
-    rank = _ROOT_RANK.match("  rank : " + fields.get("rank", ""))
-    traceback = fields.get("traceback", "")
-    cause = traceback if traceback.startswith("Signal") else (
-        f"exit code {fields['exitcode'].split()[0]}" if "exitcode" in fields else None)
-    return (rank.group(1) if rank else None), cause
+def read_failure(path: Path) -> str | None:
+    """The one-line root cause in `path`: bench.torchrun's {"rank", "message"}, or torch's error file of a single
+    process ({"message": {"message": ...}}). None if there is no readable file."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if "rank" in data:
+        return f"rank {data['rank']}: {data['message']}"
+    message = data.get("message")
+    message = message.get("message") if isinstance(message, dict) else message
+    return " ".join(str(message).split()) if message else None
 
 
-def run_logged(cmd: list[str], timeout_s: float, log_path: Path, on_line: Callable[[str], None]) -> Outcome:
-    """Run `cmd`, teeing its output lines to `log_path` and `on_line`; end the whole tree after timeout_s."""
+def failure_line(returncode: int, failure_file: Path, lines: list[str]) -> str:
+    recorded = read_failure(failure_file)
+    if recorded:
+        return recorded
+    if returncode < 0:
+        return f"Signal {-returncode} ({signal.Signals(-returncode).name})"
+    last = next((x.strip() for x in reversed(lines) if x.strip()), None)
+    return f"exit code {returncode}: {last}" if last else f"exit code {returncode} with no output"
+
+
+def run_logged(cmd: list[str], timeout_s: float, log_path: Path, on_line: Callable[[str], None],
+               failure_file: Path) -> Outcome:
+    """Run `cmd`, teeing its output lines to `log_path` and `on_line`; end the whole tree after timeout_s. The
+    child (or bench.torchrun) writes its root cause to `failure_file`."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
+    failure_file.unlink(missing_ok=True)
+    env = os.environ | {"PYTHONUNBUFFERED": "1", "TORCHELASTIC_ERROR_FILE": str(failure_file),
+                        FAILURE_FILE_ENV: str(failure_file)}
     start = time.perf_counter()
     lines: list[str] = []
     with open(log_path, "w", buffering=1) as log:  # line-buffered: a running log can be followed
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
-                                env=os.environ | {"PYTHONUNBUFFERED": "1"})
+                                env=env, preexec_fn=_die_with_parent)
 
         def pump() -> None:
             for line in proc.stdout:
@@ -143,18 +136,14 @@ def run_logged(cmd: list[str], timeout_s: float, log_path: Path, on_line: Callab
     if timed_out:
         return Outcome(None, True, wall_s, f"timed out after {timeout_s:g} s; process tree ended")
     if proc.returncode != 0:
-        return Outcome(proc.returncode, False, wall_s,
-                       summarize_failure(lines) or f"exit code {proc.returncode} with no output")
+        return Outcome(proc.returncode, False, wall_s, failure_line(proc.returncode, failure_file, lines))
     return Outcome(0, False, wall_s, None)
 
 
-def command(cfg: TrainConfig, entry: Planned, results: Path, run_id: str, sweep: SweepConfig,
-            argv: list[str]) -> list[str]:
-    """The command that trains `cfg` as one configuration in its own process group and appends its record."""
-    flags = config_to_argv(cfg) + ["--results", str(results), "--trial", str(entry.trial), "--scaling",
-                                   "strong" if sweep.global_batch else "weak", "--run-id", run_id,
-                                   "--sweep-argv", json.dumps(argv), "--target-val-acc", str(sweep.min_val_acc)]
-    if entry.mode == "ddp":  # torchrun's launcher, a standalone rendezvous on a port the OS picks
-        return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node",
-                str(entry.devices), "-m", "bench.one_config", *flags]
-    return [sys.executable, "-m", "bench.one_config", *flags]
+def child_command(argv: list[str], mode: str, processes: int) -> list[str]:
+    """The command that trains one configuration given as mgpu_core flags: ddp under torchrun's launcher with a
+    standalone rendezvous on a port the OS picks, the others as one process."""
+    if mode == "ddp":
+        return [sys.executable, "-m", "bench.torchrun", "--standalone", "--nproc-per-node", str(processes),
+                "-m", "mgpu_core", *argv]
+    return [sys.executable, "-m", "mgpu_core", *argv]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-MODE_ORDER = ("single", "dp", "ddp")
+from mgpu_core.config import MODES
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,7 @@ def plan(counts: tuple[int, ...], modes: tuple[str, ...], trials: int, visible_g
     entries = []
     for trial in range(trials):
         for n in sorted(set(counts) | ({1} if "single" in modes else set())):
-            for mode in (m for m in MODE_ORDER if m in modes):
+            for mode in (m for m in MODES if m in modes):
                 if mode == "single" and n != 1:
                     continue
                 entries.append(Planned(mode, n, trial, _skip_reason(mode, n, visible_gpus, cores, batch_size,

@@ -10,12 +10,14 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402 - the backend must be chosen first
 
-from .plan import MODE_ORDER  # noqa: E402
+from mgpu_core.config import MODES  # noqa: E402
+
+from .goal import pct  # noqa: E402
 from .summary import Row, Study  # noqa: E402
 
 DPI = 100
 FIGSIZES = {"throughput.png": (7, 5), "speedup.png": (12, 5), "accuracy.png": (8, 5), "scaling.png": (19, 5.5)}
-COLORS = {"single": "tab:blue", "dp": "tab:orange", "ddp": "tab:green"}
+COLORS = dict(zip(MODES, ("tab:blue", "tab:orange", "tab:green", "tab:purple", "tab:brown"), strict=False))
 
 
 def _unit(study: Study) -> str:
@@ -23,7 +25,7 @@ def _unit(study: Study) -> str:
 
 
 def _by_mode(study: Study) -> dict[str, list[Row]]:
-    return {m: [r for r in study.rows if r.mode == m] for m in MODE_ORDER if any(r.mode == m for r in study.rows)}
+    return {m: [r for r in study.rows if r.mode == m] for m in MODES if any(r.mode == m for r in study.rows)}
 
 
 def _counts(study: Study) -> list[int]:
@@ -71,8 +73,8 @@ def draw_speedup(ax, study: Study) -> None:
         if points:
             ax.plot(*zip(*points, strict=True), marker="o", color=COLORS[mode], label=mode)
     ax.plot(counts, counts, "k--", alpha=0.5, label="ideal")
-    cut = 1 / (1 - study.min_time_cut / 100)
-    ax.axhline(cut, color="tab:red", alpha=0.6, linestyle=":", label=f"goal: epoch -{study.min_time_cut:g}%")
+    ax.axhline(study.goal.min_speedup, color="tab:red", alpha=0.6, linestyle=":",
+               label=f"goal: epoch -{pct(study.goal.min_time_cut)}")
     _mark_missing(ax, study)
     ax.set(xlabel=_unit(study), ylabel="epoch-time speedup vs 1-device single (x)", title="Speedup",
            xticks=counts)
@@ -98,13 +100,13 @@ def draw_efficiency(ax, study: Study) -> None:
 def _reach_label(r: Row, target: float) -> str:
     if r.val_acc is None:
         return ""
-    return f"\n{target:g}% @ {r.time_to_target_s:.0f} s" if r.reached else f"\n{target:g}% not reached"
+    return f"\n{pct(target)} @ {r.time_to_target_s:.0f} s" if r.reached else f"\n{pct(target)} not reached"
 
 
 def draw_accuracy(ax, study: Study) -> None:
     """Final validation accuracy per configuration, and under each bar the training time it took to reach the
     target: the number that says whether more devices helped."""
-    labels = [f"{r.mode} x{r.devices}{_reach_label(r, study.min_val_acc)}" for r in study.rows]
+    labels = [f"{r.mode} x{r.devices}{_reach_label(r, study.goal.min_val_acc)}" for r in study.rows]
     for i, r in enumerate(study.rows):
         if r.val_acc is None:
             ax.bar(i, 0, color="lightgrey")
@@ -113,7 +115,8 @@ def draw_accuracy(ax, study: Study) -> None:
         mid, low, high = (v * 100 for v in r.val_acc)
         ax.bar(i, mid, yerr=[[mid - low], [high - mid]], capsize=4, color=COLORS[r.mode], alpha=0.85)
         ax.text(i, mid + 1, f"{mid:.1f}%", ha="center", va="bottom", fontsize=8)
-    ax.axhline(study.min_val_acc, color="tab:red", linestyle=":", label=f"target {study.min_val_acc:g}%")
+    ax.axhline(study.goal.min_val_acc * 100, color="tab:red", linestyle=":",
+               label=f"target {pct(study.goal.min_val_acc)}")
     ax.set_xticks(range(len(labels)), labels, fontsize=8)
     ax.set(ylabel="final validation accuracy (%)", title="Validation accuracy", ylim=(0, 100))
     ax.grid(alpha=0.3, axis="y")

@@ -7,18 +7,18 @@ optimizer and communication, written out as a table.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
 
 from torch.profiler import ProfilerActivity, profile, record_function
 
-from mgpu_core.__main__ import build_parser
+from mgpu_core.cli import build_parser
 from mgpu_core.cli_args import config_from_args
 from mgpu_core.config import ConfigError, TrainConfig
 from mgpu_core.datasets import load_dataset
 from mgpu_core.distributed import DistEnv, device_synchronize, process_group
+from mgpu_core.files import atomic_write
 from mgpu_core.image_arrays import DataError
 from mgpu_core.trainer import prepare, warm_up
 
@@ -26,8 +26,28 @@ REGIONS = ("data", "forward", "backward", "optimizer")
 COMMUNICATION = ("all_reduce", "allreduce", "nccl", "gloo", "broadcast")
 
 
-def profile_steps(cfg: TrainConfig, env: DistEnv, steps: int) -> tuple[list[tuple[str, float, float]], float]:
-    """Rows of (part, CPU ms, device ms) over `steps` steps after warm-up, and their wall seconds."""
+def _outermost(events, matches) -> list:
+    """The events that match and have no matching ancestor: a collective's nested events (c10d's op, the backend's
+    kernel launch) are counted once, as the outermost one."""
+    found = []
+    for event in events:
+        if not matches(event.name):
+            continue
+        parent = event.cpu_parent
+        while parent is not None and not matches(parent.name):
+            parent = parent.cpu_parent
+        if parent is None:
+            found.append(event)
+    return found
+
+
+def _is_communication(name: str) -> bool:
+    return any(word in name.lower() for word in COMMUNICATION)
+
+
+def profile_steps(cfg: TrainConfig, env: DistEnv, steps: int) -> tuple[list[tuple[str, float, float]], float, int]:
+    """Rows of (part, CPU ms, device ms) over at most `steps` steps after warm-up, their wall seconds, and the
+    steps that ran (fewer when an epoch holds fewer)."""
     data = load_dataset(cfg)
     runner, train_pipe, _ = prepare(cfg, env, data)
     warm_up(runner, train_pipe, cfg)
@@ -36,19 +56,21 @@ def profile_steps(cfg: TrainConfig, env: DistEnv, steps: int) -> tuple[list[tupl
     train_pipe.set_epoch(0)
     with profile(activities=activities) as prof:
         start = time.perf_counter()
-        runner.run(train_pipe, max_steps=steps)
+        ran = runner.run(train_pipe, max_steps=steps)[3]
         device_synchronize(env)
         wall_s = time.perf_counter() - start
-    events = prof.key_averages()
-    parts = {name: [e for e in events if e.key == name] for name in REGIONS}
-    parts["communication"] = [e for e in events if any(word in e.key.lower() for word in COMMUNICATION)]
+    events = prof.events()
+    parts = {name: [e for e in events if e.name == name] for name in REGIONS}
+    parts["communication"] = _outermost(events, _is_communication)
     rows = [(name, sum(e.cpu_time_total for e in found) / 1000,
              sum(getattr(e, "device_time_total", 0.0) for e in found) / 1000) for name, found in parts.items()]
-    return rows, wall_s
+    return rows, wall_s, ran
 
 
-def table(rows: list[tuple[str, float, float]], wall_s: float, steps: int, title: str) -> str:
-    lines = [f"# Profile: {title}", "", f"{steps} steps in {wall_s:.3f} s wall ({wall_s / steps * 1000:.1f} ms/step). "
+def table(rows: list[tuple[str, float, float]], wall_s: float, steps: int, title: str, asked: int) -> str:
+    fewer = f" (of {asked} asked: the epoch holds no more)" if steps < asked else ""
+    lines = [f"# Profile: {title}", "", f"{steps} steps{fewer} in {wall_s:.3f} s wall "
+             f"({wall_s / steps * 1000:.1f} ms/step). "
              "CPU ms is host time inside each part (it includes waiting for the device where the part syncs); "
              "communication overlaps backward under DDP.", "",
              "| part | CPU ms | CPU ms/step | device ms | share of wall |", "|---|---|---|---|---|"]
@@ -59,10 +81,7 @@ def table(rows: list[tuple[str, float, float]], wall_s: float, steps: int, title
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser(json_flag=False)
-    parser.prog = "python -m bench.profile"
-    parser.description = __doc__
-    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser = build_parser(prog="python -m bench.profile", description=__doc__)
     parser.add_argument("--steps", type=int, default=30, help="training steps to profile (after warm-up)")
     parser.add_argument("--out", type=Path, default=Path("reports/profile.md"), help="where to write the table")
     args = parser.parse_args(argv)
@@ -71,16 +90,19 @@ def main(argv: list[str] | None = None) -> int:
     cfg = config_from_args(TrainConfig, args, parser)
     try:
         with process_group(cfg) as env:
-            rows, wall_s = profile_steps(cfg, env, args.steps)
+            rows, wall_s, ran = profile_steps(cfg, env, args.steps)
     except (ConfigError, DataError) as exc:
         parser.error(str(exc))
     if env.is_main:
         title = (f"{cfg.mode} x{env.total_devices} on {env.device.type}, {cfg.pipeline} pipeline, {cfg.precision}"
                  f"{', channels_last' if cfg.channels_last else ''}{', compiled' if cfg.compile else ''}, "
                  f"batch {cfg.batch_size} per device")
-        text = table(rows, wall_s, args.steps, title)
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text)
+        text = table(rows, wall_s, ran, title, args.steps)
+        try:
+            with atomic_write(args.out.expanduser()) as f:
+                f.write(text)
+        except OSError as exc:
+            parser.error(f"{exc.filename or args.out}: {exc.strerror}")
         print(text + f"\nwritten to {args.out}")
     return 0
 

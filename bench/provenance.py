@@ -34,10 +34,11 @@ def git_commit() -> str:
     return commit + ("-dirty" if _run(["git", "status", "--porcelain", "--untracked-files=no"]) else "")
 
 
-def collect(precision: str, seed: int, argv: list[str]) -> dict:
+def collect(precision: str, seed: int, argv: list[str], result: dict | None = None) -> dict:
+    """Provenance of a record. Machine and software are this process's; threads and nodes are the run's own
+    (from its `result`, a RunResult dict) where it ran."""
     cuda = torch.cuda.is_available()
     driver = _run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"]) if cuda else None
-    world = int(os.environ.get("WORLD_SIZE", 1))
     return {
         "host": socket.gethostname(),
         "platform": platform.platform(),
@@ -53,8 +54,8 @@ def collect(precision: str, seed: int, argv: list[str]) -> dict:
         "cpu_model": cpu_model(),
         "cpu_cores": usable_cores(),
         "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
-        "torch_threads": torch.get_num_threads(),
-        "nodes": max(1, world // int(os.environ.get("LOCAL_WORLD_SIZE", world))),
+        "torch_threads": result["threads"] if result else None,
+        "nodes": result["nodes"] if result else 1,
         "precision": precision,
         "seed": seed,
         "git_commit": git_commit(),

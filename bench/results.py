@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
+import math
 import os
 from pathlib import Path
 
@@ -14,15 +14,17 @@ from mgpu_core.trainer import time_to_accuracy
 SCHEMA_VERSION = 2
 """2: per-epoch val_accs, time to target accuracy, compile_s (1 had neither)."""
 STATUSES = ("ok", "failed", "timeout", "skipped")
+REQUIRED_KEYS = ("study", "key", "mode", "devices", "status", "provenance")
+"""What every reader of a record relies on; a record without them is refused, not half-read."""
 
 
 def study_id(cfg: TrainConfig, devices: int, scaling: str, device_type: str) -> str:
     """Same for every configuration of one study: the settings a sweep holds fixed (not mode, device count, trial
     seed, nor where data live), so results from several runs or nodes of one study are pooled, and others kept
     apart. The batch held fixed is per device under weak scaling and global under strong scaling."""
-    fixed = dataclasses.asdict(cfg)
+    fixed = cfg.to_dict()
     fixed["batch_size"] = cfg.batch_size if scaling == "weak" else cfg.batch_size * devices
-    for varying in ("mode", "devices", "seed", "data_dir", "cache_dir", "download", "threads",
+    for varying in ("mode", "dp_gpus", "seed", "data_dir", "cache_dir", "download", "threads",
                     "dist_timeout_s"):
         fixed.pop(varying)
     return _digest([fixed, scaling, device_type])
@@ -38,16 +40,16 @@ def _digest(value: object) -> str:
 
 
 def make_record(*, cfg: TrainConfig, devices: int, trial: int, scaling: str, device_type: str, status: str,
-                provenance: dict, result: dict | None = None, error: str | None = None, wall_s: float | None = None,
-                run_id: str | None = None, target_val_acc: float = 0.78) -> dict:
-    """The record of one configuration-trial; `result` is RunResult.to_dict() when it ran to the end."""
+                provenance: dict, target_val_acc: float, result: dict | None = None, error: str | None = None,
+                wall_s: float | None = None) -> dict:
+    """The record of one configuration-trial; `result` is RunResult.to_dict() when it ran to the end.
+    `target_val_acc` is a fraction."""
     assert status in STATUSES
     epochs = result["epochs"] if result else []
     val_accs = [e["accuracy"] for e in result["evals"]] if result else []
     reached = time_to_accuracy([e["time_s"] for e in epochs], val_accs, target_val_acc) if result else None
     return {
         "schema_version": SCHEMA_VERSION,
-        "run_id": run_id,
         "study": study_id(cfg, devices, scaling, device_type),
         "key": config_key(cfg, devices, trial, scaling, device_type),
         "mode": cfg.mode,
@@ -74,7 +76,7 @@ def make_record(*, cfg: TrainConfig, devices: int, trial: int, scaling: str, dev
         "train_acc": epochs[-1]["train_acc"] if epochs else None,
         "dataset": result["dataset"] if result else None,
         "device_name": result["device_name"] if result else None,
-        "train_config": dataclasses.asdict(cfg),
+        "train_config": cfg.to_dict(),
         "result": result,
         "provenance": provenance,
     }
@@ -87,7 +89,7 @@ class ResultsError(RuntimeError):
 def append_record(path: Path, record: dict) -> None:
     """One write of one whole line to an O_APPEND file, then fsync: a crash later loses nothing written before.
     After a torn last line (a crash mid-write elsewhere) the record starts on a line of its own."""
-    line = (json.dumps(record, sort_keys=True) + "\n").encode()
+    line = (json.dumps(_finite(record), sort_keys=True, allow_nan=False) + "\n").encode()
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
     try:
@@ -100,13 +102,33 @@ def append_record(path: Path, record: dict) -> None:
         os.close(fd)
 
 
+def _finite(value):
+    """Standard JSON only: a non-finite float (NaN, inf) is written as null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
 def read_records(path: Path, warn=print) -> list[dict]:
     """Every complete record of `path`. A torn line (cut off by a crash) is reported and left out; a record of
-    another schema version is refused with ResultsError rather than misread."""
+    another schema version, or one without the keys every reader needs, is refused with ResultsError rather than
+    misread; so is a path that is not a readable text file."""
     if not path.exists():
         return []
+    try:
+        text = path.read_bytes().decode()
+    except IsADirectoryError:
+        raise ResultsError(f"{path}: is a folder, not a results file") from None
+    except UnicodeDecodeError as exc:
+        raise ResultsError(f"{path}: not a results file (undecodable byte at offset {exc.start})") from None
+    except OSError as exc:
+        raise ResultsError(f"{path}: {exc.strerror}") from None
     records = []
-    for number, line in enumerate(path.read_text().splitlines(), 1):
+    for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         try:
@@ -118,5 +140,9 @@ def read_records(path: Path, warn=print) -> list[dict]:
             version = record.get("schema_version") if isinstance(record, dict) else None
             raise ResultsError(f"{path}:{number}: results schema version {version}, this harness reads "
                                f"{SCHEMA_VERSION}; move the file aside or use another --out")
+        missing = [k for k in REQUIRED_KEYS if k not in record]
+        if missing:
+            raise ResultsError(f"{path}:{number}: record without {', '.join(missing)}; move the file aside or use "
+                               "another --out")
         records.append(record)
     return records

@@ -6,9 +6,10 @@ import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from mgpu_core.config import MODES
 from mgpu_core.trainer import time_to_accuracy
 
-from .plan import MODE_ORDER
+from .goal import Goal, pct
 
 
 @dataclass
@@ -31,7 +32,8 @@ class Row:
     """Successful trials that reached the target."""
     speedup: float | None = None
     efficiency: float | None = None
-    time_cut_pct: float | None = None
+    time_cut: float | None = None
+    """Fraction by which the epoch time dropped against the baseline (negative: it grew)."""
     verdict: str = ""
     note: str | None = None
 
@@ -48,25 +50,33 @@ class Study:
     recipe: str
     lr_scaling: str
     epochs: int
-    min_time_cut: float
-    min_val_acc: float
+    goal: Goal
+    train_samples: int | None = None
+    """Training samples per epoch when a subset was used (None: the whole set)."""
+    pipeline: str = "device"
+    persistent_workers: bool = False
 
     @property
     def title(self) -> str:
-        return (f"SimpleCNN on {self.dataset}, {self.device_name} ({self.device_type}), batch {self.batch_per_device} "
-                f"per device, {self.scaling} scaling, {self.precision}, {self.recipe} recipe (lr scaling "
-                f"{self.lr_scaling}), {self.epochs} epoch(s)")
+        subset = f" ({self.train_samples:,}-sample subset)" if self.train_samples else ""
+        workers = (", DataLoader workers restarted inside each timed epoch"
+                   if self.pipeline == "dataloader" and not self.persistent_workers else "")
+        return (f"SimpleCNN on {self.dataset}{subset}, {self.device_name} ({self.device_type}), batch "
+                f"{self.batch_per_device} per device, {self.scaling} scaling, {self.precision}, {self.pipeline} "
+                f"pipeline{workers}, {self.recipe} recipe (lr scaling {self.lr_scaling}), {self.epochs} epoch(s)")
 
     @property
     def baseline(self) -> Row | None:
         return next((r for r in self.rows if r.mode == "single" and r.devices == 1 and r.epoch_time_s), None)
 
 
-def select_study(records: list[dict], warn: Callable[[str], None] = print) -> list[dict]:
-    """The records of the study the newest record belongs to; other studies mixed into the files are named."""
+def select_study(records: list[dict], warn: Callable[[str], None] = print, study: str | None = None) -> list[dict]:
+    """The records of `study`, or of the study of the newest record by timestamp (whatever the order of files);
+    other studies mixed into the files are named."""
     if not records:
         return []
-    study = records[-1]["study"]
+    if study is None:
+        study = max(records, key=lambda r: r["provenance"].get("timestamp") or "")["study"]
     others = {r["study"] for r in records} - {study}
     if others:
         warn(f"notice: {len(others)} other stud{'y' if len(others) == 1 else 'ies'} in these results "
@@ -88,19 +98,19 @@ def _spread(values: list[float]) -> tuple[float, float, float] | None:
     return (statistics.median(values), min(values), max(values)) if values else None
 
 
-def summarize(records: list[dict], min_time_cut: float, min_val_acc: float) -> Study:
+def summarize(records: list[dict], goal: Goal) -> Study:
     records = _latest_per_key(records)
     groups: dict[tuple[str, int], list[dict]] = {}
     for record in records:
         groups.setdefault((record["mode"], record["devices"]), []).append(record)
     rows = []
-    for (mode, devices), group in sorted(groups.items(), key=lambda kv: (kv[0][1], MODE_ORDER.index(kv[0][0]))):
+    for (mode, devices), group in sorted(groups.items(), key=lambda kv: (kv[0][1], MODES.index(kv[0][0]))):
         ok = [r for r in group if r["status"] == "ok"]
         failures = [r for r in group if r["status"] != "ok"]
         status = ("ok" if not failures else "partial") if ok else failures[-1]["status"]
         per_device = [v for r in ok for v in r["samples_per_s_per_device"]]
         reached = [hit[0] for r in ok if (hit := time_to_accuracy(r["epoch_times_s"], r["val_accs"],
-                                                                   min_val_acc / 100))]
+                                                                   goal.min_val_acc))]
         rows.append(Row(
             mode=mode, devices=devices, status=status, trials_ok=len(ok), trials=len(group),
             epoch_time_s=_spread([t for r in ok for t in r["epoch_times_s"]]),
@@ -119,8 +129,9 @@ def summarize(records: list[dict], min_time_cut: float, min_val_acc: float) -> S
                   dataset=(sample.get("dataset") or {}).get("name", cfg.get("dataset", "?")),
                   batch_per_device=sample.get("batch_per_device", 0), scaling=sample.get("scaling", "?"),
                   precision=cfg.get("precision", "?"), recipe=cfg.get("recipe", "?"),
-                  lr_scaling=cfg.get("lr_scaling", "?"), epochs=cfg.get("epochs", 0), min_time_cut=min_time_cut,
-                  min_val_acc=min_val_acc)
+                  lr_scaling=cfg.get("lr_scaling", "?"), epochs=cfg.get("epochs", 0), goal=goal,
+                  train_samples=cfg.get("train_samples"), pipeline=cfg.get("pipeline", "?"),
+                  persistent_workers=cfg.get("persistent_workers", False))
     _judge(study)
     return study
 
@@ -131,29 +142,30 @@ def _judge(study: Study) -> None:
         if row.epoch_time_s is None:
             row.verdict = row.status
             continue
-        accurate = row.val_acc[0] * 100 >= study.min_val_acc
+        goal = study.goal
+        accurate = row.val_acc[0] >= goal.min_val_acc
         if base is None:
             row.verdict = "no baseline"
             continue
         row.speedup = base.epoch_time_s[0] / row.epoch_time_s[0]
         row.efficiency = row.speedup / row.devices
-        row.time_cut_pct = (1 - row.epoch_time_s[0] / base.epoch_time_s[0]) * 100
+        row.time_cut = 1 - row.epoch_time_s[0] / base.epoch_time_s[0]
         if row is base:
-            row.verdict = "baseline" + ("" if accurate else f" (val < {study.min_val_acc:g}%)")
-        elif row.time_cut_pct >= study.min_time_cut and accurate:
+            row.verdict = "baseline" + ("" if accurate else f" (val < {pct(goal.min_val_acc)})")
+        elif row.time_cut >= goal.min_time_cut and accurate:
             row.verdict = "YES"
         else:
             reasons = []
-            if row.time_cut_pct < study.min_time_cut:
-                reasons.append(f"epoch {-row.time_cut_pct:+.0f}% (goal -{study.min_time_cut:g}%)")
+            if row.time_cut < goal.min_time_cut:
+                reasons.append(f"epoch {-row.time_cut:+.0%} (goal -{pct(goal.min_time_cut)})")
             if not accurate:
-                reasons.append(f"val {row.val_acc[0]:.1%} < {study.min_val_acc:g}%")
+                reasons.append(f"val {row.val_acc[0]:.1%} < {pct(goal.min_val_acc)}")
             row.verdict = "no: " + ", ".join(reasons)
 
 
 def markdown_table(study: Study) -> str:
     head = ("| devices | mode | status | epoch time s (median [min-max]) | samples/s | samples/s/device | speedup "
-            f"| efficiency | val acc | time to {study.min_val_acc:g}% | goal met |")
+            f"| efficiency | val acc | time to {pct(study.goal.min_val_acc)} | goal met |")
     lines = [head, "|" + "---|" * 11]
     for r in study.rows:
         t = f"{r.epoch_time_s[0]:.2f} [{r.epoch_time_s[1]:.2f}-{r.epoch_time_s[2]:.2f}]" if r.epoch_time_s else "-"
@@ -174,8 +186,8 @@ def markdown_table(study: Study) -> str:
 def markdown_summary(study: Study, images: list[str]) -> str:
     notes = [f"- {r.mode} x{r.devices}: {r.status}: {r.note}" for r in study.rows if r.note]
     parts = [f"# Scaling study\n\n{study.title}.\n",
-             f"Goal: epoch time cut by at least {study.min_time_cut:g}% against 1-device single, with validation "
-             f"accuracy at least {study.min_val_acc:g}%.\n", markdown_table(study), ""]
+             f"Goal: epoch time cut by at least {pct(study.goal.min_time_cut)} against 1-device single, with "
+             f"validation accuracy at least {pct(study.goal.min_val_acc)}.\n", markdown_table(study), ""]
     if notes:
         parts += ["Failed and skipped configurations:\n", *notes, ""]
     parts += [f"![{name}]({name})" for name in images]

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
-from mgpu_core.config import ConfigError, Mode
+from mgpu_core.config import MODES, ConfigError, Mode
 
 
-@dataclass
+@dataclass(frozen=True)
 class SweepConfig:
     gpus: tuple[int, ...] | None = None
     """Device counts to sweep, e.g. 1,2,4 (default: 1, 2, 4, ... up to the visible GPUs; 1,2 on a CPU-only machine,
     where a count is a number of CPU processes)."""
 
-    modes: tuple[Mode, ...] = ("single", "dp", "ddp")
+    modes: tuple[Mode, ...] = MODES
     """Parallel modes to sweep. single always runs on 1 device: it is the baseline of speedups."""
 
     trials: int = 1
@@ -28,12 +29,6 @@ class SweepConfig:
     timeout: float = 1800.0
     """Seconds one configuration may run before its whole process tree is ended and it is recorded as timed out."""
 
-    min_time_cut: float = 40.0
-    """Goal: percent by which the epoch time must drop against the 1-device single baseline."""
-
-    min_val_acc: float = 78.0
-    """Goal: validation accuracy, in percent, the configuration must reach."""
-
     global_batch: bool = False
     """Strong scaling: --batch-size is the global batch, split over the devices (default: weak scaling, per device)."""
 
@@ -47,9 +42,7 @@ class SweepConfig:
             raise ConfigError(f"modes: give each mode once (got {self.modes!r})")
         if self.trials < 1:
             raise ConfigError(f"trials: must be >= 1 (got {self.trials})")
-        if not self.timeout > 0:
-            raise ConfigError(f"timeout: must be > 0 seconds (got {self.timeout})")
-        if not 0 <= self.min_time_cut < 100:
-            raise ConfigError(f"min_time_cut: must be a percentage in [0, 100) (got {self.min_time_cut})")
-        if not 0 <= self.min_val_acc <= 100:
-            raise ConfigError(f"min_val_acc: must be a percentage in [0, 100] (got {self.min_val_acc})")
+        if not (math.isfinite(self.timeout) and self.timeout > 0):
+            raise ConfigError(f"timeout: must be a finite number of seconds > 0 (got {self.timeout})")
+        if not self.out.strip():
+            raise ConfigError("out: must name a folder (got '')")

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 import pickle
 import socket
 import tarfile
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from .files import atomic_write
 from .image_arrays import DataError, ImageArrays
 
 OFFICIAL_DIR = "cifar-10-batches-py"
@@ -165,14 +164,7 @@ def _cached(source: Path, cache_dir: Path, decode) -> ImageArrays:
         except Exception:  # noqa: BLE001 - a damaged cache is rebuilt, never trusted
             path.unlink(missing_ok=True)
     data = decode()
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=cache_dir, suffix=".npz.tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, classes=np.array(data.classes), train_x=data.train_x, train_y=data.train_y,
-                     test_x=data.test_x, test_y=data.test_y)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_write(path, "wb") as f:
+        np.savez(f, classes=np.array(data.classes), train_x=data.train_x, train_y=data.train_y,
+                 test_x=data.test_x, test_y=data.test_y)
     return data

@@ -71,9 +71,22 @@ def _comma_list(item_type: Any):
     return parse
 
 
+def _percent(text: str) -> float:
+    """A percentage on the command line, a fraction inside."""
+    return float(text) / 100
+
+
+_percent.__name__ = "percent"
+
+
+def flag_name(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
 def add_config_arguments(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, ...] = (),
                          defaults: dict[str, Any] | None = None) -> None:
-    """Add one --flag per dataclass field (bools get --flag / --no-flag). `defaults` overrides the dataclass's."""
+    """Add one --flag per dataclass field (bools get --flag / --no-flag). `defaults` overrides the dataclass's.
+    Field metadata: "aliases" (older flag names still accepted), "percent" (a fraction given and shown as percent)."""
     hints = typing.get_type_hints(cls)
     docs = field_docs(cls)
     defaults = defaults or {}
@@ -81,21 +94,26 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type, skip: tuple
         if f.name in skip:
             continue
         default = defaults.get(f.name, f.default if f.default is not MISSING else None)
-        flag = "--" + f.name.replace("_", "-")
+        flags = [flag_name(f.name), *f.metadata.get("aliases", ())]
         kind, optional = _scalar_type(hints[f.name])
-        help_text = f"{docs.get(f.name, '')} (default: {default})"
+        shown = f"{default * 100:g}" if isinstance(default, float) and f.metadata.get("percent") else default
+        help_text = f"{docs.get(f.name, '')} (default: {shown})"
         if kind is bool:
-            parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=default,
+            parser.add_argument(*flags, dest=f.name, action=argparse.BooleanOptionalAction, default=default,
                                 help=help_text)
         elif typing.get_origin(kind) is tuple:
-            parser.add_argument(flag, dest=f.name, type=_comma_list(typing.get_args(kind)[0]), default=default,
+            item = _percent if f.metadata.get("percent") else typing.get_args(kind)[0]
+            if f.metadata.get("percent") and default is not None:
+                help_text = f"{docs.get(f.name, '')} (default: {','.join(f'{v * 100:g}' for v in default)})"
+            parser.add_argument(*flags, dest=f.name, type=_comma_list(item), default=default,
                                 metavar="A,B,...", help=help_text)
         elif typing.get_origin(kind) is Literal:
-            parser.add_argument(flag, dest=f.name, choices=typing.get_args(kind), default=default, help=help_text)
+            parser.add_argument(*flags, dest=f.name, choices=typing.get_args(kind), default=default, help=help_text)
         else:
-            parse = _optional(kind) if optional else kind
-            parser.add_argument(flag, dest=f.name, type=parse, default=default, metavar=f.name.upper(),
-                                help=help_text)
+            parse = _percent if f.metadata.get("percent") else kind
+            parse = _optional(parse) if optional else parse
+            parser.add_argument(*flags, dest=f.name, type=parse, default=default,
+                                metavar="PERCENT" if f.metadata.get("percent") else f.name.upper(), help=help_text)
 
 
 def config_from_args(cls: type, args: argparse.Namespace, parser: argparse.ArgumentParser):
@@ -114,11 +132,13 @@ def config_to_argv(cfg: Any, skip: tuple[str, ...] = ()) -> list[str]:
         value = getattr(cfg, f.name)
         if f.name in skip or value is None:
             continue
-        flag = "--" + f.name.replace("_", "-")
-        if isinstance(value, bool):
+        flag = flag_name(f.name)
+        if f.metadata.get("percent"):
+            argv += [flag, ",".join(f"{v * 100!r}" for v in (value if isinstance(value, tuple) else (value,)))]
+        elif isinstance(value, bool):
             argv.append(flag if value else "--no-" + flag[2:])
         elif isinstance(value, tuple):
             argv += [flag, ",".join(map(str, value))]
         else:
-            argv += [flag, str(value)]
+            argv += [flag, repr(value) if isinstance(value, float) else str(value)]
     return argv

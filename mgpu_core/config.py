@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import functools
+import math
 import types
 import typing
-from dataclasses import dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Literal
 
-from .recipe import RECIPES
+from .recipe import RECIPE_FIELDS, Recipe, resolve_recipe
 
 Mode = Literal["single", "dp", "ddp"]
+MODES: tuple[str, ...] = typing.get_args(Mode)
+"""The parallel modes, in the order tables and plots list them."""
 Pipeline = Literal["device", "dataloader"]
 DatasetName = Literal["auto", "cifar10", "synthetic"]
 DeviceKind = Literal["auto", "cuda", "cpu"]
@@ -24,14 +28,15 @@ class ConfigError(ValueError):
     """A configuration value is invalid; the message names the field and reads as one line."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainConfig:
     mode: Mode = "single"
     """Parallel mode: single (one device, no wrapper), dp (nn.DataParallel, one process driving --devices GPUs),
     ddp (DistributedDataParallel, one process per device, started by torchrun)."""
 
-    devices: int = 1
-    """GPUs driven by one dp process. single uses 1; ddp takes its world size from torchrun."""
+    dp_gpus: int = field(default=1, metadata={"aliases": ("--devices",)})
+    """GPUs driven by the one nn.DataParallel process (dp only). single uses 1; ddp takes its world size from
+    torchrun."""
 
     device: DeviceKind = "auto"
     """Device type: auto (CUDA when available, else CPU), cuda or cpu."""
@@ -66,6 +71,10 @@ class TrainConfig:
     workers: int = 2
     """DataLoader worker processes per rank (dataloader pipeline only)."""
 
+    persistent_workers: bool = False
+    """Keep DataLoader workers alive across epochs. Off by default, as in the classic tutorial: workers then start
+    anew inside every timed epoch, and that start-up is part of the epoch time."""
+
     batch_size: int = 128
     """Samples per device per step: single 128, dp 128 x devices split across replicas, ddp 128 on each rank."""
 
@@ -76,15 +85,17 @@ class TrainConfig:
     """Timed training epochs."""
 
     warmup_steps: int = 10
-    """Untimed training steps run first (kernel selection, allocator, workers); the model and optimizer are
+    """Untimed warm-up steps run first (kernel selection, allocator, workers); the model and optimizer are
     restored afterwards, so warm-up changes timings only, never the trained weights."""
 
     warmup_epochs: int = 0
-    """Untimed whole epochs of warm-up, run before warmup_steps; restored the same way."""
+    """Untimed whole epochs of warm-up, run before warmup_steps; restored the same way. (Not the learning-rate
+    ramp: that is lr_ramp_epochs.)"""
 
     recipe: RecipeName = "reference"
     """Training recipe: reference (tuned for >= 80% at global batch 128-512, see docs/recipes.md) or classic (the
-    seed experiment: Adam 1e-3, no augmentation). The fields below left unset take the recipe's values."""
+    seed experiment: Adam 1e-3, no augmentation). The fields below left unset (None) take the recipe's values;
+    the resolved values are `hparams`."""
 
     optimizer: OptimizerName | None = None
     """adam, adamw, or sgd (momentum 0.9, Nesterov)."""
@@ -98,8 +109,8 @@ class TrainConfig:
     schedule: Schedule | None = None
     """Learning-rate shape after warm-up: constant, cosine or linear decay to zero at the last step."""
 
-    lr_warmup_epochs: float | None = None
-    """Epochs of linear learning-rate warm-up from near zero to the peak."""
+    lr_ramp_epochs: float | None = field(default=None, metadata={"aliases": ("--lr-warmup-epochs",)})
+    """Epochs of the learning-rate ramp: linear from near zero to the peak (not the untimed warm-up steps)."""
 
     weight_decay: float | None = None
     """Weight decay on weights (not biases)."""
@@ -111,10 +122,11 @@ class TrainConfig:
     """Random crop (reflect padding 4) and horizontal flip of training images."""
 
     precision: Precision = "fp32"
-    """Training arithmetic: fp32, or bf16 autocast (CUDA, or a CPU with AMX / AVX512-BF16)."""
+    """Training arithmetic: fp32, or bf16 autocast (CUDA; on CPU only fast with AMX, see the README)."""
 
-    channels_last: bool = False
-    """Keep activations and weights in channels_last memory format."""
+    channels_last: bool = True
+    """Keep activations and weights in channels_last memory format: faster in every CPU measurement (README), and
+    the layout cuDNN's tensor-core convolutions want."""
 
     fused: bool = True
     """Fused optimizer step: one kernel over all parameters instead of a loop of small ones."""
@@ -137,18 +149,19 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         hints = typing.get_type_hints(type(self))
-        if self.recipe in RECIPES:
-            for name, value in RECIPES[self.recipe].items():
-                if getattr(self, name) is None:
-                    setattr(self, name, value)
+        if self.recipe not in RECIPE_NAMES:
+            _fail("recipe", f"must be one of {', '.join(RECIPE_NAMES)}", self.recipe)
         for f in fields(self):
+            value = getattr(self, f.name)
             hint = hints[f.name]
-            if typing.get_origin(hint) in (typing.Union, types.UnionType) and getattr(self, f.name) is not None:
+            if typing.get_origin(hint) in (typing.Union, types.UnionType) and value is not None:
                 hint = next(a for a in typing.get_args(hint) if a is not type(None))
             allowed = typing.get_args(hint)
-            if typing.get_origin(hint) is Literal and getattr(self, f.name) not in allowed:
-                _fail(f.name, f"must be one of {', '.join(allowed)}", getattr(self, f.name))
-        for name in ("devices", "synthetic_train_size", "synthetic_test_size", "batch_size", "eval_batch_size",
+            if typing.get_origin(hint) is Literal and value not in allowed:
+                _fail(f.name, f"must be one of {', '.join(allowed)}", value)
+            if isinstance(value, float) and not math.isfinite(value):
+                _fail(f.name, "must be a finite number", value)
+        for name in ("dp_gpus", "synthetic_train_size", "synthetic_test_size", "batch_size", "eval_batch_size",
                      "epochs"):
             _at_least(name, getattr(self, name), 1)
         for name in ("workers", "warmup_steps", "warmup_epochs", "seed"):
@@ -156,18 +169,21 @@ class TrainConfig:
         for name in ("train_samples", "threads"):
             if getattr(self, name) is not None:
                 _at_least(name, getattr(self, name), 1)
-        if not self.lr > 0:
-            _fail("lr", "must be > 0", self.lr)
-        if not self.lr_warmup_epochs >= 0:
-            _fail("lr_warmup_epochs", "must be >= 0", self.lr_warmup_epochs)
-        if not self.weight_decay >= 0:
-            _fail("weight_decay", "must be >= 0", self.weight_decay)
-        if not 0 <= self.label_smoothing < 1:
-            _fail("label_smoothing", "must be in [0, 1)", self.label_smoothing)
-        if not self.dist_timeout_s > 0:
-            _fail("dist_timeout_s", "must be > 0", self.dist_timeout_s)
-        if self.mode != "dp" and self.devices != 1:
-            _fail("devices", f"only dp drives several devices from one process; {self.mode} needs 1", self.devices)
+        if self.seed >= 2**63:
+            _fail("seed", "must be below 2**63", self.seed)
+        hp = self.hparams
+        if not hp.lr > 0:
+            _fail("lr", "must be > 0", hp.lr)
+        if not hp.lr_ramp_epochs >= 0:
+            _fail("lr_ramp_epochs", "must be >= 0", hp.lr_ramp_epochs)
+        if not hp.weight_decay >= 0:
+            _fail("weight_decay", "must be >= 0", hp.weight_decay)
+        if not 0 <= hp.label_smoothing < 1:
+            _fail("label_smoothing", "must be in [0, 1)", hp.label_smoothing)
+        if not 0 < self.dist_timeout_s <= MAX_DIST_TIMEOUT_S:
+            _fail("dist_timeout_s", f"must be in (0, {MAX_DIST_TIMEOUT_S:g}] seconds", self.dist_timeout_s)
+        if self.mode != "dp" and self.dp_gpus != 1:
+            _fail("dp_gpus", f"only dp drives several devices from one process; {self.mode} needs 1", self.dp_gpus)
         if self.compile and self.mode == "dp":
             _fail("compile", "torch.compile of nn.DataParallel is not supported; use single or ddp", self.compile)
         if self.compile and self.warmup_steps + self.warmup_epochs == 0:
@@ -175,9 +191,24 @@ class TrainConfig:
         if self.mode == "dp" and self.device == "cpu":
             _fail("mode", "dp needs CUDA devices (nn.DataParallel does nothing on CPU); use ddp", self.mode)
 
+    @functools.cached_property
+    def hparams(self) -> Recipe:
+        """The recipe's values with this config's overrides applied (works on a frozen dataclass: cached_property
+        writes the instance dict directly)."""
+        return resolve_recipe(self.recipe, {name: getattr(self, name) for name in RECIPE_FIELDS})
+
     @property
     def devices_per_process(self) -> int:
-        return self.devices if self.mode == "dp" else 1
+        return self.dp_gpus if self.mode == "dp" else 1
+
+    def to_dict(self) -> dict:
+        """Every field, with the recipe's values resolved: what a result record stores."""
+        return asdict(self) | asdict(self.hparams)
+
+
+RECIPE_NAMES: tuple[str, ...] = typing.get_args(RecipeName)
+MAX_DIST_TIMEOUT_S = 7 * 24 * 3600.0
+"""A week: longer is surely a typo (and beyond what timedelta arithmetic in the process group accepts)."""
 
 
 def _at_least(name: str, value: int, low: int) -> None:

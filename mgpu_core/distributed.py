@@ -13,6 +13,7 @@ import torch
 import torch.distributed as dist
 
 from .config import ConfigError, TrainConfig
+from .hardware import pick_device_type
 
 
 @dataclass(frozen=True)
@@ -27,7 +28,7 @@ class DistEnv:
     threads: int
     """torch intra-op threads of this process."""
     local_devices: int = 1
-    """Devices this one process drives: cfg.devices under dp, else 1."""
+    """Devices this one process drives: cfg.dp_gpus under dp, else 1."""
 
     @property
     def total_devices(self) -> int:
@@ -44,15 +45,10 @@ class DistEnv:
 
 def resolve_device_type(cfg: TrainConfig) -> str:
     """'cuda' or 'cpu' for this run; a request the machine cannot meet is a ConfigError."""
-    if cfg.device == "cpu":
-        return "cpu"
-    if torch.cuda.is_available():
-        return "cuda"
-    if cfg.device == "cuda":
-        raise ConfigError("device: cuda requested but no CUDA device is visible")
-    if cfg.mode == "dp":
+    device_type = pick_device_type(cfg.device)
+    if device_type == "cpu" and cfg.mode == "dp":
         raise ConfigError("mode: dp needs CUDA devices and none is visible; use ddp (CPU processes over gloo)")
-    return "cpu"
+    return device_type
 
 
 def usable_cores() -> int:
@@ -71,9 +67,9 @@ def process_group(cfg: TrainConfig, init_method: str | None = None) -> Iterator[
     local_world = int(os.environ.get("LOCAL_WORLD_SIZE", world)) if cfg.mode == "ddp" else 1
 
     if device_type == "cuda":
-        needed = local_rank + 1 if cfg.mode == "ddp" else cfg.devices
+        needed = local_rank + 1 if cfg.mode == "ddp" else cfg.dp_gpus
         if needed > torch.cuda.device_count():
-            raise ConfigError(f"devices: {needed} GPUs needed on this node, {torch.cuda.device_count()} visible")
+            raise ConfigError(f"dp_gpus: {needed} GPUs needed on this node, {torch.cuda.device_count()} visible")
         device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
     else:

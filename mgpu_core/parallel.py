@@ -22,7 +22,7 @@ def wrap_model(model: nn.Module, cfg: TrainConfig, env: DistEnv) -> nn.Module:
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     if cfg.mode == "dp":
-        return nn.DataParallel(model, device_ids=list(range(cfg.devices)))
+        return nn.DataParallel(model, device_ids=list(range(cfg.dp_gpus)))
     if cfg.mode == "ddp":
         model = DistributedDataParallel(model, device_ids=[env.device.index] if env.device.type == "cuda" else None)
     return torch.compile(model) if cfg.compile else model  # DDP first: compile then splits graphs at its buckets

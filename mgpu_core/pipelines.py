@@ -43,8 +43,8 @@ class BatchSpec:
         return range(0, n - self.batch_size + 1 if self.drop_last else n, self.batch_size)
 
     def augment_seed(self, epoch: int) -> int:
-        """The seed of one epoch's augmentation on this rank (ints hash the same in every process)."""
-        return hash((self.seed, epoch, self.rank)) & 0x7FFF_FFFF
+        """The seed of one epoch's augmentation on this rank: the same in every process and Python version."""
+        return int(np.random.SeedSequence([self.seed, epoch, self.rank]).generate_state(1)[0]) & 0x7FFF_FFFF
 
     def layout(self, x: torch.Tensor) -> torch.Tensor:
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
@@ -96,7 +96,8 @@ class PILImages(Dataset):
 
 
 class DataLoaderPipeline:
-    def __init__(self, images: np.ndarray, labels: np.ndarray, spec: BatchSpec, workers: int) -> None:
+    def __init__(self, images: np.ndarray, labels: np.ndarray, spec: BatchSpec, workers: int,
+                 persistent_workers: bool = False) -> None:
         self.spec = spec
         steps = []
         if spec.augment:
@@ -108,11 +109,13 @@ class DataLoaderPipeline:
                         else eval_indices(n, spec.rank, spec.world_size).tolist())
         self.generator = torch.Generator()
         self.workers = workers
-        # Not persistent: each epoch starts workers seeded from self.generator, as the classic default does,
-        # so an epoch's augmentation depends on the seed and epoch only (not on a warm-up before it).
+        # By default not persistent, as in the classic tutorial: each epoch starts its workers (inside the timed
+        # epoch) seeded from self.generator, so an epoch's augmentation depends on the seed and epoch only.
+        # Persistent workers are seeded once and carry their random state from epoch to epoch (warm-up included).
         self.loader = DataLoader(PILImages(images, labels, tf), batch_size=spec.batch_size, sampler=self.sampler,
                                  num_workers=workers, pin_memory=spec.device.type == "cuda",
-                                 drop_last=spec.drop_last, generator=self.generator)
+                                 drop_last=spec.drop_last, generator=self.generator,
+                                 persistent_workers=persistent_workers and workers > 0)
         self.set_epoch(0)
 
     def set_epoch(self, epoch: int) -> None:
@@ -139,10 +142,12 @@ def build_pipelines(cfg: TrainConfig, data: ImageArrays, env: DistEnv):
     def spec(train: bool, batch: int) -> BatchSpec:
         return BatchSpec(device=env.device, batch_size=batch * cfg.devices_per_process, mean=mean, std=std,
                          channels_last=cfg.channels_last, rank=env.rank, world_size=env.world_size, seed=cfg.seed,
-                         train=train, augment=cfg.augment and train, drop_last=cfg.compile and train)
+                         train=train, augment=cfg.hparams.augment and train, drop_last=cfg.compile and train)
 
     if cfg.pipeline == "device":
         return (DevicePipeline(data.train_x, data.train_y, spec(True, cfg.batch_size)),
                 DevicePipeline(data.test_x, data.test_y, spec(False, cfg.eval_batch_size)))
-    return (DataLoaderPipeline(data.train_x, data.train_y, spec(True, cfg.batch_size), cfg.workers),
-            DataLoaderPipeline(data.test_x, data.test_y, spec(False, cfg.eval_batch_size), cfg.workers))
+    return (DataLoaderPipeline(data.train_x, data.train_y, spec(True, cfg.batch_size), cfg.workers,
+                               cfg.persistent_workers),
+            DataLoaderPipeline(data.test_x, data.test_y, spec(False, cfg.eval_batch_size), cfg.workers,
+                               cfg.persistent_workers))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass, fields, replace
 
 import torch
 from torch import nn
@@ -16,12 +17,32 @@ from torch import nn
 BASE_BATCH = 128
 """The global batch a recipe's learning rate is written for; lr_scaling adapts it to other global batches."""
 
-RECIPES: dict[str, dict] = {
-    "classic": {"optimizer": "adam", "lr": 1e-3, "weight_decay": 0.0, "schedule": "constant",
-                "lr_warmup_epochs": 0.0, "label_smoothing": 0.0, "augment": False, "lr_scaling": "none"},
-    "reference": {"optimizer": "sgd", "lr": 0.05, "weight_decay": 5e-4, "schedule": "cosine",
-                  "lr_warmup_epochs": 1.0, "label_smoothing": 0.1, "augment": True, "lr_scaling": "sqrt"},
+
+@dataclass(frozen=True)
+class Recipe:
+    """The resolved hyper-parameters of one run: a named preset with the user's overrides applied."""
+    optimizer: str
+    lr: float
+    lr_scaling: str
+    schedule: str
+    lr_ramp_epochs: float
+    weight_decay: float
+    label_smoothing: float
+    augment: bool
+
+
+RECIPES: dict[str, Recipe] = {
+    "classic": Recipe(optimizer="adam", lr=1e-3, lr_scaling="none", schedule="constant", lr_ramp_epochs=0.0,
+                      weight_decay=0.0, label_smoothing=0.0, augment=False),
+    "reference": Recipe(optimizer="sgd", lr=0.05, lr_scaling="sqrt", schedule="cosine", lr_ramp_epochs=1.0,
+                        weight_decay=5e-4, label_smoothing=0.1, augment=True),
 }
+RECIPE_FIELDS = tuple(f.name for f in fields(Recipe))
+
+
+def resolve_recipe(name: str, overrides: dict) -> Recipe:
+    """The preset `name` with every override that is not None applied."""
+    return replace(RECIPES[name], **{k: v for k, v in overrides.items() if k in RECIPE_FIELDS and v is not None})
 
 
 def lr_scale(rule: str, global_batch: int) -> float:
@@ -30,15 +51,15 @@ def lr_scale(rule: str, global_batch: int) -> float:
     return {"none": 1.0, "linear": ratio, "sqrt": math.sqrt(ratio)}[rule]
 
 
-def lr_multiplier(schedule: str, warmup_steps: int, total_steps: int) -> Callable[[int], float]:
-    """Step -> factor on the peak rate: linear warm-up from 1/warmup_steps to 1, then constant, cosine or linear
+def lr_multiplier(schedule: str, ramp_steps: int, total_steps: int) -> Callable[[int], float]:
+    """Step -> factor on the peak rate: a linear ramp from 1/ramp_steps to 1, then constant, cosine or linear
     decay to 0 at total_steps."""
     def factor(step: int) -> float:
-        if step < warmup_steps:
-            return (step + 1) / warmup_steps
+        if step < ramp_steps:
+            return (step + 1) / ramp_steps
         if schedule == "constant":
             return 1.0
-        progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+        progress = min(1.0, (step - ramp_steps) / max(1, total_steps - ramp_steps))
         return 0.5 * (1 + math.cos(math.pi * progress)) if schedule == "cosine" else 1 - progress
     return factor
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 import time
 from collections.abc import Callable, Iterable
 from contextlib import nullcontext
@@ -22,6 +23,10 @@ from .model import SimpleCNN
 from .parallel import unwrap, wrap_model
 from .pipelines import build_pipelines
 from .recipe import lr_multiplier, lr_scale, make_optimizer
+
+
+class DivergedError(RuntimeError):
+    """The training loss became non-finite (NaN or inf); the run is a failure, not a result."""
 
 
 @dataclass
@@ -60,6 +65,8 @@ class RunResult:
     devices: int
     """Devices trained on: world_size x devices per process."""
     world_size: int
+    nodes: int
+    """Hosts the process group spans (torchrun's WORLD_SIZE / LOCAL_WORLD_SIZE)."""
     backend: str | None
     threads: int
     global_batch: int
@@ -101,7 +108,7 @@ class StepRunner:
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: LambdaLR, cfg: TrainConfig,
                  env: DistEnv) -> None:
         self.model, self.optimizer, self.scheduler, self.env = model, optimizer, scheduler, env
-        self.label_smoothing = cfg.label_smoothing
+        self.label_smoothing = cfg.hparams.label_smoothing
         self.region = nullcontext  # bench.profile sets torch.profiler.record_function to name the step's parts
         self.autocast = lambda: torch.autocast(env.device.type, dtype=torch.bfloat16,
                                                enabled=cfg.precision == "bf16")
@@ -212,11 +219,11 @@ def warm_up(runner: StepRunner, pipeline, cfg: TrainConfig) -> tuple[float, floa
 
 def make_runner(model: nn.Module, cfg: TrainConfig, env: DistEnv, steps_per_epoch: int) -> StepRunner:
     """Optimizer and schedule of cfg's recipe, the learning rate scaled to the run's global batch."""
+    hp = cfg.hparams
     global_batch = cfg.batch_size * env.total_devices
-    optimizer = make_optimizer(model, cfg.optimizer, cfg.lr * lr_scale(cfg.lr_scaling, global_batch),
-                               cfg.weight_decay, fused=cfg.fused)
-    schedule = lr_multiplier(cfg.schedule, round(cfg.lr_warmup_epochs * steps_per_epoch),
-                             cfg.epochs * steps_per_epoch)
+    optimizer = make_optimizer(model, hp.optimizer, hp.lr * lr_scale(hp.lr_scaling, global_batch),
+                               hp.weight_decay, fused=cfg.fused)
+    schedule = lr_multiplier(hp.schedule, round(hp.lr_ramp_epochs * steps_per_epoch), cfg.epochs * steps_per_epoch)
     return StepRunner(model, optimizer, LambdaLR(optimizer, schedule), cfg, env)
 
 
@@ -241,9 +248,10 @@ def train_and_evaluate(cfg: TrainConfig, env: DistEnv, data: ImageArrays,
     setup_s = time.perf_counter() - start
 
     compile_s, warmup_s, warmup_steps = warm_up(runner, train_pipe, cfg)
-    result = RunResult(config=asdict(cfg), dataset=data.describe(), device_type=env.device.type,
+    result = RunResult(config=cfg.to_dict(), dataset=data.describe(), device_type=env.device.type,
                        device_name=device_name(env.device), devices=env.total_devices, world_size=env.world_size,
-                       backend=env.backend, threads=env.threads, global_batch=cfg.batch_size * env.total_devices,
+                       nodes=max(1, env.world_size // env.local_world_size), backend=env.backend,
+                       threads=env.threads, global_batch=cfg.batch_size * env.total_devices,
                        lr_peak=runner.scheduler.base_lrs[0], setup_s=setup_s, compile_s=compile_s,
                        warmup_s=warmup_s, warmup_steps=warmup_steps)
     log(f"warm-up {warmup_steps} steps in {warmup_s:.2f} s" + (f" + compile {compile_s:.1f} s" if cfg.compile else "")
@@ -251,6 +259,8 @@ def train_and_evaluate(cfg: TrainConfig, env: DistEnv, data: ImageArrays,
     for epoch in range(cfg.epochs):
         record = train_epoch(runner, train_pipe, epoch)
         evaluation = evaluate(model, test_pipe, cfg, env, epoch)
+        if not math.isfinite(record.loss):  # read after the clock stopped: no host sync inside the loop
+            raise DivergedError(f"training loss became non-finite ({record.loss}) in epoch {epoch + 1}; lower --lr")
         result.epochs.append(record)
         result.evals.append(evaluation)
         log(f"epoch {epoch + 1}/{cfg.epochs}  {record.time_s:.2f} s  {record.samples_per_s:,.0f} samples/s "

@@ -1,31 +1,18 @@
 """The sweep's pure logic: planning, records, summaries and verdicts, flags round trip."""
 
 import argparse
+import json
 
 import pytest
+from helpers import fake_result, record
 
+from bench.goal import Goal
 from bench.plan import default_counts, plan
-from bench.results import append_record, make_record, read_records
+from bench.results import append_record, read_records
 from bench.summary import select_study, summarize
 from bench.sweep_config import SweepConfig
 from mgpu_core.cli_args import add_config_arguments, config_to_argv
 from mgpu_core.config import ConfigError, TrainConfig
-
-
-def fake_result(epoch_times, val_acc, samples=1000, devices=1, val_accs=None):
-    val_accs = val_accs or [val_acc] * len(epoch_times)
-    return {"epochs": [{"time_s": t, "samples_per_s": samples / t, "samples_per_s_per_device": samples / t / devices,
-                        "loss": 1.0, "train_acc": 0.5} for t in epoch_times],
-            "evals": [{"accuracy": a} for a in val_accs],
-            "final_val_acc": val_acc, "warmup_s": 0.1, "compile_s": 0.0, "dataset": {"name": "synthetic"},
-            "device_name": "Test GPU"}
-
-
-def record(mode, devices, times=None, acc=0.8, trial=0, status="ok", error=None, val_accs=None, **cfg):
-    train = TrainConfig(mode=mode, devices=devices if mode == "dp" else 1, seed=trial, **cfg)
-    return make_record(cfg=train, devices=devices, trial=trial, scaling="weak", device_type="cuda", status=status,
-                       provenance={"host": "h"}, error=error,
-                       result=fake_result(times, acc, devices=devices, val_accs=val_accs) if status == "ok" else None)
 
 
 def test_plan_skips_with_reasons_and_single_only_at_one():
@@ -50,11 +37,29 @@ def test_default_counts():
     assert default_counts(0, 1) == (1,)
 
 
-@pytest.mark.parametrize("overrides", [{"gpus": (0,)}, {"gpus": (2, 2)}, {"gpus": ()}, {"trials": 0},
-                                       {"timeout": 0}, {"min_val_acc": 101}, {"modes": ("ddp", "ddp")}])
-def test_sweep_config_rejects(overrides):
-    with pytest.raises(ConfigError):
+@pytest.mark.parametrize("overrides, field", [
+    ({"gpus": (0,)}, "gpus"), ({"gpus": (2, 2)}, "gpus"), ({"gpus": ()}, "gpus"), ({"trials": 0}, "trials"),
+    ({"timeout": 0}, "timeout"), ({"timeout": float("inf")}, "timeout"), ({"modes": ("ddp", "ddp")}, "modes"),
+    ({"out": ""}, "out")])
+def test_sweep_config_rejects(overrides, field):
+    with pytest.raises(ConfigError, match=f"^{field}: "):
         SweepConfig(**overrides)
+
+
+@pytest.mark.parametrize("overrides, field", [
+    ({"min_val_acc": 1.01}, "min_val_acc"), ({"min_val_acc": float("nan")}, "min_val_acc"),
+    ({"min_time_cut": 1.0}, "min_time_cut"), ({"min_time_cut": -0.01}, "min_time_cut")])
+def test_goal_rejects(overrides, field):
+    with pytest.raises(ConfigError, match=f"^{field}: must be a percentage"):
+        Goal(**overrides)
+
+
+def test_goal_is_percent_on_the_command_line_and_a_fraction_inside():
+    parser = argparse.ArgumentParser()
+    add_config_arguments(parser, Goal)
+    goal = Goal(**vars(parser.parse_args(["--min-val-acc", "80", "--min-time-cut", "25"])))
+    assert goal == Goal(min_time_cut=0.25, min_val_acc=0.80) and goal.min_speedup == pytest.approx(4 / 3)
+    assert Goal(**vars(parser.parse_args(config_to_argv(goal)))) == goal
 
 
 def test_config_flags_round_trip():
@@ -70,7 +75,7 @@ def test_speedup_efficiency_and_verdicts():
                record("dp", 2, [8.0], acc=0.85),             # 20% faster only
                record("ddp", 4, [3.0], acc=0.70),            # fast, inaccurate
                record("dp", 4, status="failed", error="rank 1: RuntimeError: boom")]
-    study = summarize(records, min_time_cut=40, min_val_acc=78)
+    study = summarize(records, Goal(min_time_cut=0.40, min_val_acc=0.78))
     rows = {(r.mode, r.devices): r for r in study.rows}
     assert [(r.mode, r.devices) for r in study.rows] == [("single", 1), ("dp", 2), ("ddp", 2), ("dp", 4), ("ddp", 4)]
     assert rows["single", 1].epoch_time_s == (11.0, 10.0, 12.0) and rows["single", 1].verdict == "baseline"
@@ -85,7 +90,7 @@ def test_speedup_efficiency_and_verdicts():
 def test_retried_configuration_counts_once_success_wins():
     failed = record("ddp", 2, status="failed", error="x")
     ok = record("ddp", 2, [4.0], acc=0.8)
-    study = summarize([record("single", 1, [8.0]), failed, ok], 40, 78)
+    study = summarize([record("single", 1, [8.0]), failed, ok], Goal())
     row = [r for r in study.rows if r.mode == "ddp"][0]
     assert row.trials == 1 and row.status == "ok" and row.speedup == pytest.approx(2.0)
 
@@ -100,29 +105,35 @@ def test_torn_last_line_is_reported_and_ignored(tmp_path):
     assert warnings == [f"warning: {path}:2: incomplete record ignored"]
 
 
-def test_other_studies_are_left_out_with_a_notice():
-    mine = record("single", 1, [1.0], epochs=2)
-    other = record("single", 1, [1.0], epochs=3)
+def test_other_studies_are_left_out_with_a_notice_and_the_newest_wins_in_any_order():
+    mine = record("single", 1, [1.0], epochs=2, timestamp="2026-11-28T02:00:00+00:00")
+    other = record("single", 1, [1.0], epochs=3, timestamp="2026-11-28T01:00:00+00:00")
     notices = []
     assert select_study([other, mine], warn=notices.append) == [mine]
+    assert select_study([mine, other], warn=notices.append) == [mine]
     assert "1 other study" in notices[0]
+    assert select_study([mine, other], warn=notices.append, study=other["study"]) == [other]
 
 
-def test_failure_summary_names_the_root_cause_rank():
-    from bench.launch import summarize_failure
-    torchrun_output = [
-        "[rank0]: RuntimeError: Connection closed by peer [127.0.0.1]:37035.",
-        "[rank1]:     raise RuntimeError('boom')",
-        "[rank1]: RuntimeError: boom",
-        "torch.distributed.elastic.multiprocessing.errors.ChildFailedError: ",
-        "Failures:", "  rank      : 0 (local_rank: 0)",
-        "Root Cause (first observed failure):", "[0]:", "  rank      : 1 (local_rank: 1)",
-    ]
-    assert summarize_failure(torchrun_output) == "rank 1: RuntimeError: boom"
-    single = ["Traceback (most recent call last):", '  File "x.py", line 1',
-              "torch.OutOfMemoryError: CUDA out of memory."]
-    assert summarize_failure(single) == "torch.OutOfMemoryError: CUDA out of memory."
-    assert summarize_failure(["python -m mgpu_core: error: mode: bad"]) == "python -m mgpu_core: error: mode: bad"
+def test_root_cause_comes_from_the_error_files(tmp_path):
+    from bench.launch import failure_line
+    from bench.torchrun import failure_message
+    wrapper = tmp_path / "torchrun.json"
+    wrapper.write_text(json.dumps({"rank": 1, "exitcode": 1, "message": "RuntimeError: boom"}))
+    assert failure_line(1, wrapper, ["noise"]) == "rank 1: RuntimeError: boom"
+    torch_file = tmp_path / "error.json"  # what torch's ErrorHandler.record_exception writes in a single process
+    torch_file.write_text(json.dumps({"message": {"message": "DataError: /x: missing", "extraInfo": {}}}))
+    assert failure_line(2, torch_file, []) == "DataError: /x: missing"
+    absent = tmp_path / "none.json"
+    assert failure_line(-9, absent, ["epoch 1"]) == "Signal 9 (SIGKILL)"
+    assert failure_line(3, absent, ["a", "last words", ""]) == "exit code 3: last words"
+    assert failure_line(3, absent, []) == "exit code 3 with no output"
+
+    class Failure:
+        exitcode, message = 2, {"message": "ConfigError: lr:\n bad", "extraInfo": {}}
+    assert failure_message(Failure) == "ConfigError: lr: bad"
+    Failure.message = "To enable traceback see: https://pytorch.org/docs/stable/elastic/errors.html"
+    assert failure_message(Failure) == "exit code 2"
 
 
 def test_time_to_target_accuracy_in_records_and_summary():
@@ -130,24 +141,24 @@ def test_time_to_target_accuracy_in_records_and_summary():
     ddp = record("ddp", 2, [6.0, 6.0, 6.0], acc=0.77, val_accs=[0.50, 0.70, 0.77])
     assert single["time_to_target_s"] == 20.0 and single["epochs_to_target"] == 2
     assert ddp["time_to_target_s"] is None
-    rows = {r.mode: r for r in summarize([single, ddp], 40, 78).rows}
+    rows = {r.mode: r for r in summarize([single, ddp], Goal()).rows}
     assert rows["single"].time_to_target_s == 20.0 and rows["single"].reached == 1
     assert rows["ddp"].reached == 0
-    later = {r.mode: r for r in summarize([single, ddp], 40, 80).rows}  # the report's target, not the sweep's
+    later = {r.mode: r for r in summarize([single, ddp], Goal(min_val_acc=0.80)).rows}  # the report's target
     assert later["single"].time_to_target_s == 30.0
 
 
 def test_gpu_check_report_ratios_and_verdicts():
     from bench.gpu_check import report
-    rows = [("single", "classic fp32", record("single", 1, [4.0]), None),
-            ("single", "fast bf16", record("single", 1, [0.25]), None),
-            ("ddp", "classic fp32", record("ddp", 1, [4.2]), None),
-            ("ddp", "fast bf16", record("ddp", 1, [0.27]), None),
-            ("dp", "fast bf16", None, "rank 0: RuntimeError: boom")]
+    rows = [("single", "dataloader fp32", fake_result([4.0], 0.8), None),
+            ("single", "device bf16", fake_result([0.25], 0.8), None),
+            ("ddp", "dataloader fp32", fake_result([4.2], 0.8), None),
+            ("ddp", "device bf16", fake_result([0.27], 0.8), None),
+            ("dp", "device bf16", None, "rank 0: RuntimeError: boom")]
     text = report(rows, "Test GPU")
-    assert "| single | fast bf16 | 0.250 | 4,000 | 16.0x | +0.0% |" in text
-    assert "| ddp | fast bf16 | 0.270 | 3,704 | 15.6x | +8.0% |" in text
-    assert "| dp | fast bf16 | failed: rank 0: RuntimeError: boom |" in text
+    assert "| single | device bf16 | 0.250 | 4,000 | 16.0x | +0.0% |" in text
+    assert "| ddp | device bf16 | 0.270 | 3,704 | 15.6x | +8.0% |" in text
+    assert "| dp | device bf16 | failed: rank 0: RuntimeError: boom |" in text
     assert "- fast path epoch <= 0.3 s: PASS (0.250 s)" in text
-    assert "- fast path >= 10x classic: PASS (16.0x)" in text
+    assert "- fast path >= 10x dataloader: PASS (16.0x)" in text
     assert "- ddp x1 <= 5% over single: FAIL (+8.0%)" in text

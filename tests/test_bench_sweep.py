@@ -1,51 +1,22 @@
 """python -m bench.scaling and python -m bench.report end to end, on CPU with a tiny synthetic set."""
 
 import json
-import os
 import socket
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
+from helpers import TINY, by_label, processes_mentioning, record, sweep
 from PIL import Image
-from test_bench_logic import record
 
 from bench.plots import DPI, FIGSIZES
 from bench.results import append_record, read_records
 
-FAULTS = Path(__file__).parent / "faults"
-TINY = ["--dataset", "synthetic", "--synthetic-train-size", "512", "--synthetic-test-size", "100", "--epochs", "1",
-        "--warmup-steps", "1"]
 PROVENANCE = {"host", "device_names", "device_count", "driver", "cuda", "cudnn", "nccl", "torch", "torchvision",
               "cpu_model", "cpu_cores", "torch_threads", "precision", "git_commit", "seed", "argv", "timestamp"}
 
 
-def sweep(out, *args, fault=None, timeout=600):
-    env = dict(os.environ)
-    if fault:
-        env |= {"MGPU_TEST_FAULT": fault, "PYTHONPATH": os.pathsep.join([str(FAULTS), env.get("PYTHONPATH", "")])}
-    return subprocess.run([sys.executable, "-m", "bench.scaling", "--out", str(out), *args], capture_output=True,
-                          text=True, timeout=timeout, env=env)
-
-
-def processes_mentioning(text: str) -> list[str]:
-    """Command lines of live processes (other than this one) that contain `text`."""
-    found = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
-        except OSError:
-            continue
-        if text in cmdline and str(os.getpid()) != pid:
-            found.append(cmdline.replace("\0", " "))
-    return found
-
-
-def by_label(records):
-    return {(r["mode"], r["devices"]): r for r in records}
-
-
+@pytest.mark.slow
 def test_sweep_end_to_end_then_resume(tmp_path):
     proc = sweep(tmp_path, "--gpus", "1,2", *TINY)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -76,6 +47,7 @@ def test_sweep_end_to_end_then_resume(tmp_path):
     assert len(after) == len(kept) + 1 and after[-1]["key"] == ddp2["key"] and after[-1]["status"] == "ok"
 
 
+@pytest.mark.slow
 def test_failing_rank_is_recorded_and_the_sweep_goes_on(tmp_path):
     earlier = record("single", 1, [1.0])
     append_record(tmp_path / "results.jsonl", earlier)
@@ -91,6 +63,7 @@ def test_failing_rank_is_recorded_and_the_sweep_goes_on(tmp_path):
     assert (tmp_path / "logs" / "ddp-x2-trial0.log").read_text().count("injected fault") >= 1
 
 
+@pytest.mark.slow
 def test_hung_rank_times_out_and_leaves_no_process(tmp_path):
     proc = sweep(tmp_path, "--gpus", "2", "--modes", "ddp", "--timeout", "30", *TINY, fault="hang")
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -99,6 +72,7 @@ def test_hung_rank_times_out_and_leaves_no_process(tmp_path):
     assert processes_mentioning(str(tmp_path)) == []
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args, text", [
     (["--gpus", "0"], "gpus: every count must be an integer >= 1"),
     (["--gpus", "a,b"], "not a comma-separated list of int"),
@@ -115,6 +89,7 @@ def test_bad_arguments_one_line_nonzero_no_traceback(tmp_path, args, text):
     assert not (tmp_path / "out" / "results.jsonl").exists()
 
 
+@pytest.mark.slow
 def test_report_renders_plots_and_summary_from_results_files(tmp_path):
     node_a, node_b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
     for rec in (record("single", 1, [10.0, 10.4], acc=0.80), record("ddp", 2, [5.5], acc=0.79),
@@ -137,6 +112,7 @@ def test_report_renders_plots_and_summary_from_results_files(tmp_path):
     assert bad.returncode == 2 and "missing.jsonl: no such results file" in bad.stderr
 
 
+@pytest.mark.slow
 def test_one_configuration_across_two_nodes_merges_with_a_sweep(tmp_path):
     """Two torchrun agents on this host stand in for two nodes (c10d rendezvous on a port the OS picked)."""
     with socket.socket() as s:

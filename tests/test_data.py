@@ -1,9 +1,9 @@
 
-import pickle
 import tarfile
 
 import numpy as np
 import pytest
+from helpers import CLASSES, write_official, write_tree
 from PIL import Image
 
 from mgpu_core.cifar_files import find_cifar10, read_official
@@ -11,38 +11,6 @@ from mgpu_core.config import TrainConfig
 from mgpu_core.datasets import load_dataset
 from mgpu_core.image_arrays import DataError
 from mgpu_core.synthetic import synthetic_cifar
-
-CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
-
-
-def write_official(root, per_batch=6, seed=0):
-    """torchvision's python format: channel-major rows of 3072 bytes; returns the NHWC images and labels written."""
-    rng = np.random.default_rng(seed)
-    folder = root / "cifar-10-batches-py"
-    folder.mkdir(parents=True)
-    written = {}
-    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
-        nchw = rng.integers(0, 256, (per_batch, 3, 32, 32), dtype=np.uint8)
-        labels = rng.integers(0, 10, per_batch).tolist()
-        with open(folder / name, "wb") as f:
-            pickle.dump({"data": nchw.reshape(per_batch, -1), "labels": labels}, f)
-        written[name] = (nchw.transpose(0, 2, 3, 1), np.array(labels))
-    with open(folder / "batches.meta", "wb") as f:
-        pickle.dump({"label_names": CLASSES}, f)
-    return written
-
-
-def write_tree(root, per_class=3, classes=CLASSES, suffix=".png", seed=0):
-    rng = np.random.default_rng(seed)
-    expected = {"train": [], "test": []}
-    for split in ("train", "test"):
-        for label, cls in enumerate(classes):
-            (root / split / cls).mkdir(parents=True)
-            for i in range(per_class):
-                pixels = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
-                Image.fromarray(pixels).save(root / split / cls / f"{i:04d}{suffix}")
-                expected[split].append((pixels, label))
-    return expected
 
 
 def test_official_format_reads_back_pixels_and_labels(tmp_path):

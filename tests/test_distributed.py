@@ -6,7 +6,7 @@ import sys
 
 import pytest
 import torch
-from dist_helpers import run_ranks
+from helpers import run_ranks
 
 from mgpu_core.config import TrainConfig
 from mgpu_core.distributed import process_group
@@ -73,6 +73,7 @@ def test_distributed_evaluation_counts_each_sample_once(small_synthetic, tmp_pat
         assert record.loss == pytest.approx(single.loss, rel=1e-5)
 
 
+@pytest.mark.slow
 def test_torchrun_cli_two_ranks(tmp_path):
     out = tmp_path / "ddp.json"
     proc = subprocess.run(

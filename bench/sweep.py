@@ -1,0 +1,122 @@
+"""Running a planned study: each configuration in its own process group, its result handed back as a JSON file,
+and every record (ok, failed, timeout, skipped) built and appended here, in the parent, by one helper."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm import tqdm
+
+from mgpu_core.cli_args import config_to_argv
+from mgpu_core.config import TrainConfig
+
+from .goal import Goal
+from .launch import Outcome, child_command, run_logged
+from .plan import Planned
+from .provenance import collect
+from .results import append_record, config_key, make_record, read_records, study_id
+from .sweep_config import SweepConfig
+
+EPOCH_LINE = re.compile(r"^epoch \d+/\d+ ")
+
+
+@dataclass
+class Sweep:
+    sweep: SweepConfig
+    goal: Goal
+    base: TrainConfig
+    """The training settings every configuration shares (mode, devices and seed are set per configuration)."""
+    device_type: str
+    out: Path
+    command_line: list[str]
+
+    @property
+    def results(self) -> Path:
+        return self.out / "results.jsonl"
+
+    @property
+    def scaling(self) -> str:
+        return "strong" if self.sweep.global_batch else "weak"
+
+    def child_config(self, entry: Planned) -> TrainConfig:
+        """The configuration one child trains: its mode and devices, its share of the batch, the trial's seed."""
+        batch = self.base.batch_size // entry.devices if self.sweep.global_batch else self.base.batch_size
+        return dataclasses.replace(self.base, mode=entry.mode, dp_gpus=entry.devices if entry.mode == "dp" else 1,
+                                   batch_size=max(1, batch), seed=self.base.seed + entry.trial)
+
+    def key(self, entry: Planned) -> str:
+        return config_key(self.child_config(entry), entry.devices, entry.trial, self.scaling, self.device_type)
+
+    def study(self, entry: Planned) -> str:
+        return study_id(self.child_config(entry), entry.devices, self.scaling, self.device_type)
+
+    def record(self, entry: Planned, status: str, *, result: dict | None = None, error: str | None = None,
+               wall_s: float | None = None) -> dict:
+        """Build and append the record of one configuration-trial, whatever its outcome."""
+        cfg = self.child_config(entry)
+        record = make_record(cfg=cfg, devices=entry.devices, trial=entry.trial, scaling=self.scaling,
+                             device_type=self.device_type, status=status, result=result, error=error, wall_s=wall_s,
+                             provenance=collect(cfg.precision, cfg.seed, self.command_line, result),
+                             target_val_acc=self.goal.min_val_acc)
+        append_record(self.results, record)
+        return record
+
+    def launch(self, entry: Planned, on_epoch) -> tuple[Outcome, dict | None]:
+        """Train one configuration in a child process tree; (outcome, its RunResult dict or None)."""
+        stem = f"{entry.mode}-x{entry.devices}-trial{entry.trial}"
+        handoff = self.out / ".handoff"
+        handoff.mkdir(exist_ok=True)
+        result_file, failure_file = handoff / f"{stem}.result.json", handoff / f"{stem}.failure.json"
+        result_file.unlink(missing_ok=True)  # never mistake an earlier run's file for this one's
+        argv = config_to_argv(self.child_config(entry)) + ["--json", str(result_file)]
+        outcome = run_logged(child_command(argv, entry.mode, entry.devices), self.sweep.timeout,
+                             self.out / "logs" / f"{stem}.log",
+                             lambda line: on_epoch() if EPOCH_LINE.match(line) else None, failure_file)
+        result = None
+        if outcome.error is None:
+            try:
+                result = json.loads(result_file.read_text())
+            except (OSError, ValueError):
+                outcome.error = "exited 0 but handed back no result"
+        result_file.unlink(missing_ok=True)
+        failure_file.unlink(missing_ok=True)
+        return outcome, result
+
+    def run(self, entries: list[Planned], resume: bool) -> None:
+        """Run (or skip, or find done) every planned configuration, recording each."""
+        recorded = {r["key"]: r["status"] for r in read_records(self.results)} if resume else {}
+        done = {k for k, status in recorded.items() if status == "ok"}
+        todo = [e for e in entries if e.skip is None and self.key(e) not in done]
+        print(f"{len(entries)} configurations: {len(todo)} to run, {len(entries) - len(todo)} skipped or done; "
+              f"results in {self.results}")
+        with tqdm(total=len(todo) * self.base.epochs, unit="epoch", dynamic_ncols=True) as bar:
+            for entry in entries:
+                name = f"{entry.label} {self.device_type} trial {entry.trial}"
+                if entry.skip:
+                    if recorded.get(self.key(entry)) != "skipped":
+                        self.record(entry, "skipped", error=entry.skip)
+                        tqdm.write(f"{name}: skipped ({entry.skip})")
+                elif self.key(entry) in done:
+                    tqdm.write(f"{name}: done already (--resume)")
+                else:
+                    bar.set_description(name)
+                    seen = bar.n
+                    outcome, result = self.launch(entry, lambda: bar.update(1))
+                    bar.update(seen + self.base.epochs - bar.n)  # a failed configuration's unfinished epochs
+                    tqdm.write(f"{name}: {self._finish(entry, outcome, result)}")
+
+    def _finish(self, entry: Planned, outcome: Outcome, result: dict | None) -> str:
+        """Record a launched configuration; the progress line that says how it went."""
+        if outcome.error is not None:
+            status = "timeout" if outcome.timed_out else "failed"
+            self.record(entry, status, error=outcome.error, wall_s=outcome.wall_s)
+            return f"{'timeout' if outcome.timed_out else 'FAILED'}: {outcome.error}"
+        record = self.record(entry, "ok", result=result, wall_s=outcome.wall_s)
+        return (f"ok  epoch {statistics.median(record['epoch_times_s']):.2f} s  "
+                f"{statistics.median(record['samples_per_s']):,.0f} samples/s  val acc {record['val_acc']:.2%}  "
+                f"({outcome.wall_s:.0f} s with start-up)")
