@@ -140,10 +140,10 @@ def run_logged(cmd: list[str], timeout_s: float, log_path: Path, on_line: Callab
     return Outcome(0, False, wall_s, None)
 
 
-def child_command(argv: list[str], mode: str, processes: int) -> list[str]:
-    """The command that trains one configuration given as mgpu_core flags: ddp under torchrun's launcher with a
-    standalone rendezvous on a port the OS picks, the others as one process."""
+def child_command(argv: list[str], mode: str, processes: int, module: str = "mgpu_core") -> list[str]:
+    """The command that runs `module` (default: training one configuration) with `argv`: ddp under torchrun's
+    launcher with a standalone rendezvous on a port the OS picks, the others as one process."""
     if mode == "ddp":
         return [sys.executable, "-m", "bench.torchrun", "--standalone", "--nproc-per-node", str(processes),
-                "-m", "mgpu_core", *argv]
-    return [sys.executable, "-m", "mgpu_core", *argv]
+                "-m", module, *argv]
+    return [sys.executable, "-m", module, *argv]

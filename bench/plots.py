@@ -52,22 +52,52 @@ def _errorbar(ax, rows: list[Row], values, mode: str, label: str, scale: float =
     ax.errorbar(x, mid, yerr=[low, high], marker="o", capsize=4, color=COLORS[mode], label=label)
 
 
+def _device_axis(ax, study: Study, counts: list[int]) -> None:
+    """Device counts on a log-2 axis, each tick labelled with its count."""
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(counts, [str(n) for n in counts])
+    ax.minorticks_off()
+    ax.set_xlabel(_unit(study))
+
+
+def _band_counts(study: Study) -> list[int]:
+    return sorted(set(_counts(study)) | {p.devices for points in study.bands.values() for p in points})
+
+
+def _draw_bands(ax, study: Study, scale: float) -> None:
+    """The scaling model's band per mode: solid where the collectives were measured, hatched where extrapolated
+    (busbw held at the largest measured count)."""
+    for mode, points in study.bands.items():
+        measured = [p for p in points if p.measured]
+        last = measured[-1:] if measured else []
+        for part, hatch, words in ((measured, None, "model"), (last + [p for p in points if not p.measured], "//",
+                                                               "model, extrapolated")):
+            if len(part) < 2:
+                continue
+            x = [p.devices for p in part]
+            ax.fill_between(x, [p.low * scale for p in part], [p.high * scale for p in part], color=COLORS[mode],
+                            alpha=0.15, hatch=hatch, label=f"{mode} {words}")
+
+
 def draw_throughput(ax, study: Study) -> None:
-    for mode, rows in _by_mode(study).items():
-        _errorbar(ax, rows, lambda r: r.samples_per_s, mode, mode)
+    counts = _band_counts(study)
     base = study.baseline
     if base:
-        counts = _counts(study)
+        _draw_bands(ax, study, base.samples_per_s[0])
         ax.plot(counts, [base.samples_per_s[0] * n for n in counts], "k--", alpha=0.5, label="ideal (linear)")
+    for mode, rows in _by_mode(study).items():
+        _errorbar(ax, rows, lambda r: r.samples_per_s, mode, mode)
     _mark_missing(ax, study)
-    ax.set(xlabel=_unit(study), ylabel="training throughput (samples/s)", title="Throughput", xticks=_counts(study))
+    ax.set(ylabel="training throughput (samples/s)", title="Throughput")
+    _device_axis(ax, study, counts)
     ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(fontsize=7)
 
 
 def draw_speedup(ax, study: Study) -> None:
-    counts = _counts(study)
+    counts = _band_counts(study)
+    _draw_bands(ax, study, 1.0)
     for mode, rows in _by_mode(study).items():
         points = [(r.devices, r.speedup) for r in rows if r.speedup is not None]
         if points:
@@ -76,11 +106,11 @@ def draw_speedup(ax, study: Study) -> None:
     ax.axhline(study.goal.min_speedup, color="tab:red", alpha=0.6, linestyle=":",
                label=f"goal: epoch -{pct(study.goal.min_time_cut)}")
     _mark_missing(ax, study)
-    ax.set(xlabel=_unit(study), ylabel="epoch-time speedup vs 1-device single (x)", title="Speedup",
-           xticks=counts)
+    ax.set(ylabel="epoch-time speedup vs 1-device single (x)", title="Speedup")
+    _device_axis(ax, study, counts)
     ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(fontsize=7)
 
 
 def draw_efficiency(ax, study: Study) -> None:
@@ -90,8 +120,8 @@ def draw_efficiency(ax, study: Study) -> None:
             ax.plot(*zip(*points, strict=True), marker="o", color=COLORS[mode], label=mode)
     ax.axhline(100, color="k", linestyle="--", alpha=0.5, label="ideal")
     _mark_missing(ax, study)
-    ax.set(xlabel=_unit(study), ylabel="scaling efficiency (%)", title="Efficiency = speedup / devices",
-           xticks=_counts(study))
+    ax.set(ylabel="scaling efficiency (%)", title="Efficiency = speedup / devices")
+    _device_axis(ax, study, _counts(study))
     ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3)
     ax.legend()
@@ -143,3 +173,37 @@ def render(study: Study, out: Path) -> list[Path]:
         plt.close(fig)
         paths.append(out / name)
     return paths
+
+
+def render_comm(records: list[dict], out: Path) -> Path:
+    """comm.png: all-reduce bus bandwidth against message size, one line per device count (the newest record of
+    each), the model's gradient size marked; broadcast and reduce at the model's size as points."""
+    newest = {}
+    for rec in records:
+        newest[(rec["devices"], rec["device_type"], rec.get("nodes", 1))] = rec
+    fig, ax = plt.subplots(figsize=(8, 5), dpi=DPI)
+    grad_bytes = None
+    for (devices, device_type, nodes), rec in sorted(newest.items()):
+        rows = sorted((r for r in rec["rows"] if r["op"] == "all_reduce"), key=lambda r: r["bytes"])
+        label = f"{devices} {device_type}" + (f" on {nodes} nodes" if nodes > 1 else "") + f" ({rec['backend']})"
+        line, = ax.plot([r["bytes"] for r in rows], [r["busbw_bytes_per_s"] / 1e9 for r in rows], marker=".",
+                        label=f"all-reduce, {label}")
+        for op, marker in (("broadcast", "^"), ("reduce", "v")):
+            for r in (r for r in rec["rows"] if r["op"] == op):
+                ax.plot(r["bytes"], r["busbw_bytes_per_s"] / 1e9, marker=marker, color=line.get_color(),
+                        linestyle="none", label=f"{op}, {label}")
+        grad_bytes = rec["grad_bytes"]
+    if grad_bytes:
+        ax.axvline(grad_bytes, color="k", linestyle=":", alpha=0.6,
+                   label=f"model gradients ({grad_bytes / 2**20:.1f} MiB)")
+    ax.set_xscale("log", base=2)
+    ax.set(xlabel="message size (bytes)", ylabel="bus bandwidth (GB/s)",
+           title="Collective bandwidth (busbw = algbw x 2(n-1)/n for all-reduce)")
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    path = out / "comm.png"
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+    return path

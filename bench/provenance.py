@@ -56,9 +56,24 @@ def collect(precision: str, seed: int, argv: list[str], result: dict | None = No
         "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
         "torch_threads": result["threads"] if result else None,
         "nodes": result["nodes"] if result else 1,
+        "topology": topology(cuda, result),
         "precision": precision,
         "seed": seed,
         "git_commit": git_commit(),
         "argv": argv,
         "timestamp": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     }
+
+
+def topology(cuda: bool, result: dict | None) -> dict:
+    """How the devices are connected, as far as this host can tell: on CUDA the interconnect matrix of
+    `nvidia-smi topo -m`, peer access between every pair of GPUs, and every NCCL_* setting; on CPU what stands in
+    for it (the backend, threads per rank, usable cores)."""
+    nccl_env = {k: v for k, v in sorted(os.environ.items()) if k.startswith("NCCL_")}
+    if cuda:
+        n = torch.cuda.device_count()
+        return {"kind": "cuda", "nvidia_smi_topo": _run(["nvidia-smi", "topo", "-m"]),
+                "peer_access": [[i == j or torch.cuda.can_device_access_peer(i, j) for j in range(n)]
+                                for i in range(n)], "nccl_env": nccl_env}
+    return {"kind": "cpu", "backend": "gloo", "threads_per_rank": result["threads"] if result else None,
+            "cpu_cores": usable_cores(), "nccl_env": nccl_env}

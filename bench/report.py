@@ -11,17 +11,21 @@ from pathlib import Path
 
 from mgpu_core.cli_args import OneLineErrorParser, add_config_arguments, config_from_args
 
+from .comm import COMM_FILE, read_comm
 from .goal import Goal
-from .plots import render
+from .plots import render, render_comm
 from .results import ResultsError, read_records
 from .summary import Study, markdown_summary, markdown_table, select_study, summarize
 
 
 def write_report(records: list[dict], out: Path, goal: Goal, log: Callable[[str], None] = print,
-                 study: str | None = None) -> Study:
-    """Print the table, write <out>/summary.md and the plots, for `study` (default: that of the newest record)."""
-    summary = summarize(select_study(records, warn=log, study=study), goal)
+                 study: str | None = None, comm_records: list[dict] = ()) -> Study:
+    """Print the table, write <out>/summary.md and the plots, for `study` (default: that of the newest record),
+    explained by the collective measurements in `comm_records`."""
+    summary = summarize(select_study(records, warn=log, study=study), goal, comm_records)
     paths = render(summary, out)
+    if comm_records:
+        paths.append(render_comm(comm_records, out))
     (out / "summary.md").write_text(markdown_summary(summary, [p.name for p in paths]))
     log(f"\n{summary.title}\n\n{markdown_table(summary)}\n")
     log("wrote " + ", ".join(str(p) for p in [out / "summary.md", *paths]))
@@ -40,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"{path}: no such results file")
     try:
         records = [r for path in args.results for r in read_records(path)]
+        comm_records = [r for path in args.results for r in read_comm(path.parent / COMM_FILE)]
     except ResultsError as exc:
         parser.error(str(exc))
     if not records:
@@ -47,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out.expanduser()
     try:
         out.mkdir(parents=True, exist_ok=True)
-        write_report(records, out, goal)
+        write_report(records, out, goal, comm_records=comm_records)
     except OSError as exc:
         parser.error(f"{exc.filename or out}: {exc.strerror}")
     return 0

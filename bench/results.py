@@ -63,6 +63,9 @@ def make_record(*, cfg: TrainConfig, devices: int, trial: int, scaling: str, dev
         "error": error,
         "wall_s": wall_s,
         "epoch_times_s": [e["time_s"] for e in epochs],
+        "steps_per_epoch": [e["steps"] for e in epochs],
+        "rank_epoch_times_s": [e.get("rank_times_s", []) for e in epochs],
+        "rank_data_wait_s": [e.get("rank_data_wait_s", []) for e in epochs],
         "warmup_s": result["warmup_s"] if result else None,
         "compile_s": result["compile_s"] if result else None,
         "samples_per_s": [e["samples_per_s"] for e in epochs],
@@ -114,28 +117,10 @@ def _finite(value):
 
 
 def read_records(path: Path, warn=print) -> list[dict]:
-    """Every complete record of `path`. A torn line (cut off by a crash) is reported and left out; a record of
-    another schema version, or one without the keys every reader needs, is refused with ResultsError rather than
-    misread; so is a path that is not a readable text file."""
-    if not path.exists():
-        return []
-    try:
-        text = path.read_bytes().decode()
-    except IsADirectoryError:
-        raise ResultsError(f"{path}: is a folder, not a results file") from None
-    except UnicodeDecodeError as exc:
-        raise ResultsError(f"{path}: not a results file (undecodable byte at offset {exc.start})") from None
-    except OSError as exc:
-        raise ResultsError(f"{path}: {exc.strerror}") from None
+    """Every complete result record of `path`. A record of another schema version, or one without the keys every
+    reader needs, is refused with ResultsError rather than misread."""
     records = []
-    for number, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            warn(f"warning: {path}:{number}: incomplete record ignored")
-            continue
+    for number, record in read_jsonl(path, warn, numbered=True):
         if not isinstance(record, dict) or record.get("schema_version") != SCHEMA_VERSION:
             version = record.get("schema_version") if isinstance(record, dict) else None
             raise ResultsError(f"{path}:{number}: results schema version {version}, this harness reads "
@@ -146,3 +131,30 @@ def read_records(path: Path, warn=print) -> list[dict]:
                                "another --out")
         records.append(record)
     return records
+
+
+def read_jsonl(path: Path, warn=print, numbered: bool = False) -> list:
+    """Every complete JSON line of `path` (as (line number, value) when `numbered`); none if it is absent. A torn
+    line (cut off by a crash) is reported and left out; a path that is not a readable text file is a
+    ResultsError."""
+    if not path.exists():
+        return []
+    try:
+        text = path.read_bytes().decode()
+    except IsADirectoryError:
+        raise ResultsError(f"{path}: is a folder, not a results file") from None
+    except UnicodeDecodeError as exc:
+        raise ResultsError(f"{path}: not a results file (undecodable byte at offset {exc.start})") from None
+    except OSError as exc:
+        raise ResultsError(f"{path}: {exc.strerror}") from None
+    values = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError:
+            warn(f"warning: {path}:{number}: incomplete record ignored")
+            continue
+        values.append((number, value) if numbered else value)
+    return values

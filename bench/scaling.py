@@ -18,6 +18,7 @@ from mgpu_core.distributed import usable_cores
 from mgpu_core.hardware import pick_device_type
 from mgpu_core.image_arrays import DataError
 
+from .comm import COMM_FILE, read_comm
 from .goal import Goal
 from .lock import LockedError, exclusive
 from .plan import default_counts, plan
@@ -111,7 +112,8 @@ def main(argv: list[str] | None = None) -> int:
             entries = plan(counts, sweep.modes, sweep.trials, visible, usable_cores(), base.batch_size,
                            sweep.global_batch)
             runner.run(entries, sweep.resume)
-            write_report(read_records(runner.results), out, goal, study=runner.study(entries[0]))
+            write_report(read_records(runner.results), out, goal, study=runner.study(entries[0]),
+                         comm_records=read_comm(out / COMM_FILE))
     except (DataError, ResultsError, LockedError) as exc:
         print(f"python -m bench.scaling: error: {exc}", file=sys.stderr)
         return 2

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import statistics
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from mgpu_core.config import MODES
 from mgpu_core.trainer import time_to_accuracy
 
+from .explain import BandPoint, Explanation, evidence_of, explain
 from .goal import Goal, pct
 
 
@@ -36,6 +38,7 @@ class Row:
     """Fraction by which the epoch time dropped against the baseline (negative: it grew)."""
     verdict: str = ""
     note: str | None = None
+    explanation: Explanation = field(default_factory=Explanation)
 
 
 @dataclass
@@ -51,6 +54,10 @@ class Study:
     lr_scaling: str
     epochs: int
     goal: Goal
+    bands: dict[str, list[BandPoint]] = field(default_factory=dict)
+    """The scaling model's predicted speedup band per mode (measured and extrapolated device counts)."""
+    topology: str | None = None
+    """A notice when the records' topologies differ."""
     train_samples: int | None = None
     """Training samples per epoch when a subset was used (None: the whole set)."""
     pipeline: str = "device"
@@ -98,7 +105,9 @@ def _spread(values: list[float]) -> tuple[float, float, float] | None:
     return (statistics.median(values), min(values), max(values)) if values else None
 
 
-def summarize(records: list[dict], goal: Goal) -> Study:
+def summarize(records: list[dict], goal: Goal, comm_records: list[dict] = ()) -> Study:
+    """The study's rows with speedups, goal verdicts and, with collective measurements, the scaling model's band
+    and bottleneck verdicts."""
     records = _latest_per_key(records)
     groups: dict[tuple[str, int], list[dict]] = {}
     for record in records:
@@ -118,7 +127,7 @@ def summarize(records: list[dict], goal: Goal) -> Study:
             samples_per_s_per_device=statistics.median(per_device) if per_device else None,
             val_acc=_spread([r["val_acc"] for r in ok]),
             time_to_target_s=statistics.median(reached) if reached else None, reached=len(reached),
-            note=failures[-1]["error"] if failures else None,
+            note=failures[-1]["error"] if failures else None, explanation=evidence_of(ok),
         ))
     reference = (records[-1] if records else {})
     ok_records = [r for r in records if r["status"] == "ok"]
@@ -133,7 +142,18 @@ def summarize(records: list[dict], goal: Goal) -> Study:
                   train_samples=cfg.get("train_samples"), pipeline=cfg.get("pipeline", "?"),
                   persistent_workers=cfg.get("persistent_workers", False))
     _judge(study)
+    weak = study.scaling != "strong"
+    batch = study.batch_per_device if weak else sample.get("global_batch", 0)
+    study.bands = explain(rows, study.baseline, list(comm_records), study.device_type, study.precision, batch, weak)
+    topologies = {json_key({k: v for k, v in r["provenance"]["topology"].items() if k != "threads_per_rank"})
+                  for r in records if r["provenance"].get("topology")}
+    if len(topologies) > 1:
+        study.topology = f"notice: these results come from {len(topologies)} different topologies (see provenance)"
     return study
+
+
+def json_key(value) -> str:
+    return json.dumps(value, sort_keys=True)
 
 
 def _judge(study: Study) -> None:
@@ -165,8 +185,9 @@ def _judge(study: Study) -> None:
 
 def markdown_table(study: Study) -> str:
     head = ("| devices | mode | status | epoch time s (median [min-max]) | samples/s | samples/s/device | speedup "
-            f"| efficiency | val acc | time to {pct(study.goal.min_val_acc)} | goal met |")
-    lines = [head, "|" + "---|" * 11]
+            f"| predicted [no overlap-overlap] | residual | efficiency | val acc | time to "
+            f"{pct(study.goal.min_val_acc)} | goal met | bottleneck |")
+    lines = [head, "|" + "---|" * 14]
     for r in study.rows:
         t = f"{r.epoch_time_s[0]:.2f} [{r.epoch_time_s[1]:.2f}-{r.epoch_time_s[2]:.2f}]" if r.epoch_time_s else "-"
         sps = f"{r.samples_per_s[0]:,.0f}" if r.samples_per_s else "-"
@@ -178,14 +199,17 @@ def markdown_table(study: Study) -> str:
         reach = "-" if not r.trials_ok else (f"{r.time_to_target_s:.1f} s" if r.reached else "not reached")
         if r.reached and r.reached < r.trials_ok:
             reach += f" ({r.reached}/{r.trials_ok})"
+        e = r.explanation
+        predicted = f"{e.predicted[0]:.2f}-{e.predicted[1]:.2f}x" if e.predicted else "-"
+        resid = "-" if e.residual is None else ("inside" if e.residual == 0 else f"{e.residual:+.0%}")
         lines.append(f"| {r.devices} {study.device_type} | {r.mode} | {status} | {t} | {sps} | {per_dev} | {speedup} "
-                     f"| {eff} | {acc} | {reach} | {r.verdict} |")
+                     f"| {predicted} | {resid} | {eff} | {acc} | {reach} | {r.verdict} | {e.bottleneck or '-'} |")
     return "\n".join(lines)
 
 
 def markdown_summary(study: Study, images: list[str]) -> str:
     notes = [f"- {r.mode} x{r.devices}: {r.status}: {r.note}" for r in study.rows if r.note]
-    parts = [f"# Scaling study\n\n{study.title}.\n",
+    parts = [f"# Scaling study\n\n{study.title}.\n", *([study.topology + "\n"] if study.topology else []),
              f"Goal: epoch time cut by at least {pct(study.goal.min_time_cut)} against 1-device single, with "
              f"validation accuracy at least {pct(study.goal.min_val_acc)}.\n", markdown_table(study), ""]
     if notes:

@@ -15,6 +15,8 @@ from tqdm import tqdm
 from mgpu_core.cli_args import config_to_argv
 from mgpu_core.config import TrainConfig
 
+from .collectives import CommConfig
+from .comm import COMM_FILE, read_comm, run_count
 from .goal import Goal
 from .launch import Outcome, child_command, run_logged
 from .plan import Planned
@@ -87,9 +89,32 @@ class Sweep:
         failure_file.unlink(missing_ok=True)
         return outcome, result
 
+    def measure_comm(self, entry: Planned, measured: set[int]) -> None:
+        """The collective benchmark for entry's device count, once per sweep (and not again on --resume), before
+        the count's first configuration that communicates."""
+        if (not self.sweep.comm or entry.skip or entry.devices < 2 or entry.mode == "single"
+                or entry.devices in measured):
+            return
+        measured.add(entry.devices)
+        study = self.study(entry)
+        if any(r.get("study") == study and r["devices"] == entry.devices for r in read_comm(self.out / COMM_FILE)):
+            tqdm.write(f"collectives x{entry.devices}: measured already")
+            return
+        comm = CommConfig(max_bytes=self.sweep.comm_max_bytes, timeout=self.sweep.timeout)
+        record, error = run_count(self.child_config(entry), comm, entry.devices, self.out, self.command_line,
+                                  extra={"study": study})
+        if error:
+            tqdm.write(f"collectives x{entry.devices} {self.device_type}: FAILED: {error}")
+            return
+        at_model = {r["op"]: r for r in record["rows"] if r["bytes"] == record["grad_bytes"]}["all_reduce"]
+        tqdm.write(f"collectives x{entry.devices} {self.device_type}: all-reduce of the model's gradients "
+                   f"{at_model['time_s'] * 1e3:.2f} ms, busbw {at_model['busbw_bytes_per_s'] / 1e9:.2f} GB/s; "
+                   f"compute-only step {record['compute_step_s'] * 1e3:.1f} ms")
+
     def run(self, entries: list[Planned], resume: bool) -> None:
         """Run (or skip, or find done) every planned configuration, recording each."""
         recorded = {r["key"]: r["status"] for r in read_records(self.results)} if resume else {}
+        measured: set[int] = set()
         done = {k for k, status in recorded.items() if status == "ok"}
         todo = [e for e in entries if e.skip is None and self.key(e) not in done]
         print(f"{len(entries)} configurations: {len(todo)} to run, {len(entries) - len(todo)} skipped or done; "
@@ -104,6 +129,8 @@ class Sweep:
                 elif self.key(entry) in done:
                     tqdm.write(f"{name}: done already (--resume)")
                 else:
+                    bar.set_description(f"collectives x{entry.devices}")
+                    self.measure_comm(entry, measured)
                     bar.set_description(name)
                     seen = bar.n
                     outcome, result = self.launch(entry, lambda: bar.update(1))

@@ -29,6 +29,14 @@ class SweepConfig:
     timeout: float = 1800.0
     """Seconds one configuration may run before its whole process tree is ended and it is recorded as timed out."""
 
+    comm: bool = True
+    """Run the collective benchmark (bench.comm) once per device count of 2 or more before that count's
+    configurations, so the report can explain the scaling; --no-comm skips it."""
+
+    comm_max_bytes: int = 256 * 1024 * 1024
+    """Largest all-reduce of the collective benchmark's size sweep (4 KiB doubling up to it, plus the model's
+    gradient size and DDP's bucket size)."""
+
     global_batch: bool = False
     """Strong scaling: --batch-size is the global batch, split over the devices (default: weak scaling, per device)."""
 
@@ -44,5 +52,7 @@ class SweepConfig:
             raise ConfigError(f"trials: must be >= 1 (got {self.trials})")
         if not (math.isfinite(self.timeout) and self.timeout > 0):
             raise ConfigError(f"timeout: must be a finite number of seconds > 0 (got {self.timeout})")
+        if isinstance(self.comm_max_bytes, bool) or self.comm_max_bytes < 4096:
+            raise ConfigError(f"comm_max_bytes: must be an integer >= 4096 (got {self.comm_max_bytes!r})")
         if not self.out.strip():
             raise ConfigError("out: must name a folder (got '')")

@@ -113,3 +113,13 @@ def all_reduce_to_host(env: DistEnv, values: list[float | torch.Tensor], op: dis
     if env.distributed:
         dist.all_reduce(t, op=op)
     return t.tolist()
+
+
+def all_gather_to_host(env: DistEnv, values: list[float]) -> list[list[float]]:
+    """Every rank's `values`, in rank order, on the host (a host sync)."""
+    t = torch.tensor(values, dtype=torch.float64, device=env.device)
+    if not env.distributed:
+        return [t.tolist()]
+    gathered = [torch.empty_like(t) for _ in range(env.world_size)]
+    dist.all_gather(gathered, t)
+    return [g.tolist() for g in gathered]

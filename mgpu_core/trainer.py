@@ -16,7 +16,7 @@ from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
 
 from .config import ConfigError, TrainConfig
-from .distributed import DistEnv, all_reduce_to_host, barrier, device_synchronize
+from .distributed import DistEnv, all_gather_to_host, all_reduce_to_host, barrier, device_synchronize
 from .hardware import bf16_supported, device_name
 from .image_arrays import ImageArrays
 from .model import SimpleCNN
@@ -43,6 +43,11 @@ class EpochRecord:
     loss: float
     """Mean training loss per sample."""
     train_acc: float
+    rank_times_s: list[float] = field(default_factory=list)
+    """Each rank's own wall time of the timed loop, in rank order (time_s is their MAX)."""
+    rank_data_wait_s: list[float] = field(default_factory=list)
+    """Each rank's host time inside the data fetch (next batch) during the timed loop: on CUDA with the device
+    pipeline this is launch time, not device work; with DataLoader workers it is the wait for their batches."""
 
 
 @dataclass
@@ -108,6 +113,8 @@ class StepRunner:
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: LambdaLR, cfg: TrainConfig,
                  env: DistEnv) -> None:
         self.model, self.optimizer, self.scheduler, self.env = model, optimizer, scheduler, env
+        self.data_wait_s = 0.0
+        """Host seconds spent fetching batches in the last run (two host clock reads per step, no device sync)."""
         self.label_smoothing = cfg.hparams.label_smoothing
         self.region = nullcontext  # bench.profile sets torch.profiler.record_function to name the step's parts
         self.autocast = lambda: torch.autocast(env.device.type, dtype=torch.bfloat16,
@@ -120,10 +127,13 @@ class StepRunner:
         loss_sum = torch.zeros((), device=self.env.device)
         correct = torch.zeros((), dtype=torch.int64, device=self.env.device)
         samples = steps = 0
+        self.data_wait_s = 0.0
         batches = iter(batches)
         while steps != max_steps:
+            fetch_start = time.perf_counter()
             with self.region("data"):
                 batch = next(batches, None)
+            self.data_wait_s += time.perf_counter() - fetch_start
             if batch is None:
                 break
             x, y = batch
@@ -156,9 +166,11 @@ def train_epoch(runner: StepRunner, pipeline, epoch: int) -> EpochRecord:
     elapsed = time.perf_counter() - start
     [time_s] = all_reduce_to_host(env, [elapsed], dist.ReduceOp.MAX)
     loss_sum, correct, samples = all_reduce_to_host(env, [loss_sum, correct, samples], dist.ReduceOp.SUM)
+    per_rank = all_gather_to_host(env, [elapsed, runner.data_wait_s])
     return EpochRecord(epoch=epoch, time_s=time_s, samples=int(samples), steps=steps,
                        samples_per_s=samples / time_s, samples_per_s_per_device=samples / time_s / env.total_devices,
-                       loss=loss_sum / samples, train_acc=correct / samples)
+                       loss=loss_sum / samples, train_acc=correct / samples,
+                       rank_times_s=[r[0] for r in per_rank], rank_data_wait_s=[r[1] for r in per_rank])
 
 
 @torch.no_grad()

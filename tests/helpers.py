@@ -19,27 +19,33 @@ from mgpu_core.config import TrainConfig
 
 FAULTS = Path(__file__).parent / "faults"
 TINY = ["--dataset", "synthetic", "--synthetic-train-size", "512", "--synthetic-test-size", "100", "--epochs", "1",
-        "--warmup-steps", "1"]
+        "--warmup-steps", "1", "--no-comm"]
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
 
 # -- constructed records ------------------------------------------------------------------------------------------
 
-def fake_result(epoch_times, val_acc, samples=1000, devices=1, val_accs=None, threads=4):
+def fake_result(epoch_times, val_acc, samples=1000, devices=1, val_accs=None, threads=4, steps=10, rank_times=None,
+                data_wait=0.0):
     val_accs = val_accs or [val_acc] * len(epoch_times)
     return {"epochs": [{"time_s": t, "samples_per_s": samples / t, "samples_per_s_per_device": samples / t / devices,
-                        "loss": 1.0, "train_acc": 0.5} for t in epoch_times],
+                        "loss": 1.0, "train_acc": 0.5, "steps": steps,
+                        "rank_times_s": rank_times or [t] * (1 if devices == 1 else devices),
+                        "rank_data_wait_s": [data_wait * t] * len(rank_times or [t] * devices)}
+                       for t in epoch_times],
             "evals": [{"accuracy": a} for a in val_accs],
             "final_val_acc": val_acc, "warmup_s": 0.1, "compile_s": 0.0, "dataset": {"name": "synthetic"},
             "device_name": "Test GPU", "threads": threads, "nodes": 1}
 
 
 def record(mode, devices, times=None, acc=0.8, trial=0, status="ok", error=None, val_accs=None, timestamp=None,
-           **cfg):
+           steps=10, rank_times=None, data_wait=0.0, **cfg):
     train = TrainConfig(mode=mode, dp_gpus=devices if mode == "dp" else 1, seed=trial, **cfg)
+    result = fake_result(times, acc, devices=devices, val_accs=val_accs, steps=steps, rank_times=rank_times,
+                         data_wait=data_wait) if status == "ok" else None
     return make_record(cfg=train, devices=devices, trial=trial, scaling="weak", device_type="cuda", status=status,
                        provenance={"host": "h", "timestamp": timestamp}, error=error, target_val_acc=0.78,
-                       result=fake_result(times, acc, devices=devices, val_accs=val_accs) if status == "ok" else None)
+                       result=result)
 
 
 # -- data on disk -------------------------------------------------------------------------------------------------

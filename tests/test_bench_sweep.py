@@ -18,7 +18,7 @@ PROVENANCE = {"host", "device_names", "device_count", "driver", "cuda", "cudnn",
 
 @pytest.mark.slow
 def test_sweep_end_to_end_then_resume(tmp_path):
-    proc = sweep(tmp_path, "--gpus", "1,2", *TINY)
+    proc = sweep(tmp_path, "--gpus", "1,2", *TINY, "--comm", "--comm-max-bytes", "65536")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "no GPU in use" in proc.stdout
     records = read_records(tmp_path / "results.jsonl")
@@ -32,17 +32,25 @@ def test_sweep_end_to_end_then_resume(tmp_path):
     assert ddp2["provenance"]["argv"][:3] == ["python", "-m", "bench.scaling"]
     assert rows["dp", 1]["error"].startswith("dp needs CUDA")
     assert len({r["study"] for r in records}) == 1
-    for name in ("summary.md", *FIGSIZES):
+    for name in ("summary.md", "comm.png", *FIGSIZES):
         assert (tmp_path / name).exists()
     assert "| 2 cpu | ddp | ok |" in proc.stdout
+    # the collective benchmark ran once, for 2 processes, and the table explains ddp x2 with its band
+    [comm] = [json.loads(line) for line in (tmp_path / "comm.jsonl").read_text().splitlines()]
+    assert comm["devices"] == 2 and comm["study"] == ddp2["study"]
+    ddp2_line = next(line for line in proc.stdout.splitlines() if line.startswith("| 2 cpu | ddp | ok |"))
+    assert ddp2_line.count("|") == 15 and "x |" in ddp2_line.split("|")[8]  # predicted band filled in
+    assert "collectives x2 cpu: all-reduce of the model's gradients" in proc.stdout + proc.stderr
+    assert len(ddp2["rank_epoch_times_s"][0]) == 2 and ddp2["provenance"]["topology"]["kind"] == "cpu"
 
     # resume after losing the last configuration: only that one runs again
     lines = (tmp_path / "results.jsonl").read_text().splitlines()
     kept = [line for line in lines if json.loads(line)["key"] != ddp2["key"]]
     (tmp_path / "results.jsonl").write_text("\n".join(kept) + "\n")
-    again = sweep(tmp_path, "--gpus", "1,2", *TINY, "--resume")
+    again = sweep(tmp_path, "--gpus", "1,2", *TINY, "--comm", "--comm-max-bytes", "65536", "--resume")
     assert again.returncode == 0, again.stderr[-3000:]
     assert again.stdout.count("done already (--resume)") == 2
+    assert "collectives x2: measured already" in again.stdout + again.stderr
     after = read_records(tmp_path / "results.jsonl")
     assert len(after) == len(kept) + 1 and after[-1]["key"] == ddp2["key"] and after[-1]["status"] == "ok"
 

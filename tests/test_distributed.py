@@ -57,6 +57,10 @@ def test_ddp_on_shards_equals_one_process_on_the_whole_batch(small_synthetic, tm
         assert ddp_epoch.loss == pytest.approx(single_epoch.loss, rel=1e-4)
         assert ddp_epoch.samples_per_s_per_device == pytest.approx(ddp_epoch.samples_per_s / 2)
     assert ranks[1][0].epochs[0].time_s == ddp_result.epochs[0].time_s  # MAX-reduced: every rank reports the same
+    for epoch in ddp_result.epochs:  # every rank's own time, gathered; the epoch time is their MAX
+        assert len(epoch.rank_times_s) == len(epoch.rank_data_wait_s) == 2
+        assert max(epoch.rank_times_s) == pytest.approx(epoch.time_s)
+        assert all(0 < w < t for w, t in zip(epoch.rank_data_wait_s, epoch.rank_times_s, strict=True))
 
 
 def test_distributed_evaluation_counts_each_sample_once(small_synthetic, tmp_path):

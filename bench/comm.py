@@ -1,0 +1,131 @@
+"""The collective benchmark: bandwidth of the collectives a study's modes use, per device count, on the study's
+backend and process layout, with the compute-only step time the scaling model starts from.
+
+  python -m bench.comm --gpus 2,4 --out reports        # launches itself under torchrun for each count
+  torchrun --standalone --nproc-per-node 4 -m bench.comm --json comm4.json   # one count, by hand
+
+Records go to <out>/comm.jsonl (with provenance), the plot to <out>/comm.png. The sweep runs the same measurement
+once per device count before that count's configurations (--no-comm skips it).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch.distributed.elastic.multiprocessing.errors import record
+
+from mgpu_core.cli import build_parser, one_line_error
+from mgpu_core.cli_args import add_config_arguments, config_from_args, config_to_argv
+from mgpu_core.config import ConfigError, TrainConfig
+from mgpu_core.distributed import process_group, usable_cores
+from mgpu_core.files import atomic_write
+from mgpu_core.hardware import pick_device_type
+
+from .collectives import CommCheckError, CommConfig, measure, table
+from .launch import child_command, run_logged
+from .plots import render_comm
+from .provenance import collect
+from .results import ResultsError, append_record, read_jsonl
+
+WORKER_ENV = "TORCHELASTIC_RUN_ID"
+"""Set by torchrun in its workers: with it this process measures; without it, it launches the workers."""
+COMM_FILE = "comm.jsonl"
+
+
+def worker(cfg: TrainConfig, comm: CommConfig, json_path: Path | None) -> int:
+    try:
+        with process_group(dataclasses.replace(cfg, mode="ddp")) as env:
+            if env.world_size < 2:
+                raise ConfigError("collectives need >= 2 ranks: run bench.comm without torchrun to launch it for "
+                                  "--gpus, or under torchrun with --nproc-per-node >= 2")
+            result = measure(cfg, comm, env)
+    except (ConfigError, CommCheckError) as exc:
+        one_line_error("python -m bench.comm", exc)
+        return 2 if isinstance(exc, ConfigError) else 1
+    if env.is_main:
+        if json_path:
+            with atomic_write(json_path) as f:
+                json.dump(result, f)
+        print(table([result]), flush=True)
+    return 0
+
+
+def run_count(cfg: TrainConfig, comm: CommConfig, devices: int, out: Path, command_line: list[str],
+              extra: dict | None = None) -> tuple[dict | None, str | None]:
+    """Measure one device count in its own torchrun; append its record to <out>/comm.jsonl. (record, None) or
+    (None, the failure line)."""
+    handoff = out / ".handoff"
+    handoff.mkdir(parents=True, exist_ok=True)
+    result_file, failure_file = handoff / f"comm-x{devices}.json", handoff / f"comm-x{devices}.failure.json"
+    result_file.unlink(missing_ok=True)
+    argv = config_to_argv(cfg) + config_to_argv(dataclasses.replace(comm, gpus=None)) + ["--json", str(result_file)]
+    outcome = run_logged(child_command(argv, "ddp", devices, module="bench.comm"), comm.timeout,
+                         out / "logs" / f"comm-x{devices}.log", lambda line: None, failure_file)
+    failure_file.unlink(missing_ok=True)
+    if outcome.error:
+        return None, outcome.error
+    try:
+        result = json.loads(result_file.read_text())
+    except (OSError, ValueError):
+        return None, "exited 0 but handed back no result"
+    finally:
+        result_file.unlink(missing_ok=True)
+    rec = {"kind": "comm", **result, **(extra or {}), "wall_s": outcome.wall_s,
+           "provenance": collect(cfg.precision, cfg.seed, command_line, {"threads": result["threads"],
+                                                                          "nodes": result["nodes"]})}
+    append_record(out / COMM_FILE, rec)
+    return rec, None
+
+
+def read_comm(path: Path, warn: Callable[[str], None] = print) -> list[dict]:
+    """The collective records of a comm.jsonl (none if it is absent)."""
+    return [r for r in read_jsonl(path, warn) if r.get("kind") == "comm"]
+
+
+def launch_all(cfg: TrainConfig, comm: CommConfig, out: Path, command_line: list[str]) -> int:
+    device_type = pick_device_type(cfg.device)
+    visible = torch.cuda.device_count() if device_type == "cuda" else usable_cores()
+    counts = comm.gpus or tuple(n for n in (2, 4, 8, 16, 32) if n <= max(2, visible))
+    results = []
+    for n in counts:
+        if n > visible:
+            print(f"{n} {'GPUs' if device_type == 'cuda' else 'CPU processes'}: skipped ({visible} available)")
+            continue
+        rec, error = run_count(cfg, comm, n, out, command_line)
+        print(f"{n} x {device_type}: " + (f"FAILED: {error}" if error else "ok"), flush=True)
+        if rec:
+            results.append(rec)
+    if results:
+        print("\n" + table(results) + "\n")
+        path = render_comm(read_comm(out / COMM_FILE), out)
+        print(f"wrote {out / COMM_FILE}, {path}")
+    return 0 if len(results) == len([n for n in counts if n <= visible]) else 1
+
+
+@record
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser(prog="python -m bench.comm", description=__doc__)
+    add_config_arguments(parser.add_argument_group("collective benchmark"), CommConfig)
+    parser.add_argument("--json", type=Path, help="(under torchrun) write the measurement here")
+    parser.add_argument("--out", type=Path, default=Path("reports"), help="comm.jsonl and comm.png go here")
+    args = parser.parse_args(argv)
+    cfg = config_from_args(TrainConfig, args, parser)
+    comm = config_from_args(CommConfig, args, parser)
+    if os.environ.get(WORKER_ENV):
+        return worker(cfg, comm, args.json)
+    try:
+        return launch_all(cfg, comm, args.out.expanduser(), ["python", "-m", "bench.comm", *(argv or sys.argv[1:])])
+    except (ConfigError, ResultsError) as exc:
+        parser.error(str(exc))
+    except OSError as exc:
+        parser.error(f"{exc.filename or args.out}: {exc.strerror}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
