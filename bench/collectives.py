@@ -17,7 +17,8 @@ import torch.distributed as dist
 
 from mgpu_core.config import ConfigError, TrainConfig
 from mgpu_core.distributed import DistEnv, all_reduce_to_host, barrier, device_synchronize
-from mgpu_core.model import SimpleCNN
+from mgpu_core.models import build_model, gradient_bytes
+from mgpu_core.synthetic import NUM_CLASSES
 from mgpu_core.trainer import make_runner
 
 from .scaling_model import algbw, busbw
@@ -134,14 +135,14 @@ def compute_step_time(cfg: TrainConfig, env: DistEnv, steps: int) -> float:
     """Compute-only training step (no gradient communication) on every rank at once, as the ranks share the
     host(s) in training; the slowest rank's mean step time."""
     torch.manual_seed(cfg.seed)
-    model = SimpleCNN(10).to(env.device)
+    model = build_model(cfg.model, NUM_CLASSES, cfg.image_size).to(env.device)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     runner = make_runner(model, cfg, env, steps_per_epoch=steps)
-    x = torch.randn(cfg.batch_size, 3, 32, 32, device=env.device)
+    x = torch.randn(cfg.batch_size, 3, cfg.image_size, cfg.image_size, device=env.device)
     if cfg.channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
-    batch = (x, torch.randint(0, 10, (cfg.batch_size,), device=env.device))
+    batch = (x, torch.randint(0, NUM_CLASSES, (cfg.batch_size,), device=env.device))
     runner.run([batch] * 3)
     barrier(env)
     device_synchronize(env)
@@ -154,7 +155,7 @@ def compute_step_time(cfg: TrainConfig, env: DistEnv, steps: int) -> float:
 
 def measure(cfg: TrainConfig, comm: CommConfig, env: DistEnv) -> dict:
     """Everything one device count measures; the same dict on every rank."""
-    grad_bytes = sum(p.numel() * 4 for p in SimpleCNN(10).parameters())  # fp32 gradients, what DDP all-reduces
+    grad_bytes = gradient_bytes(build_model(cfg.model, NUM_CLASSES, cfg.image_size))
     n = env.world_size
     rows = []
     for op, sizes in (("all_reduce", message_sizes(comm, grad_bytes)), ("broadcast", [grad_bytes]),
@@ -165,6 +166,7 @@ def measure(cfg: TrainConfig, comm: CommConfig, env: DistEnv) -> dict:
                          "busbw_bytes_per_s": busbw(op, nbytes, t, n), "check": "ok"})
     return {"devices": n, "backend": env.backend, "device_type": env.device.type, "threads": env.threads,
             "nodes": max(1, n // env.local_world_size), "grad_bytes": grad_bytes, "bucket_bytes": DDP_BUCKET_BYTES,
+            "model": cfg.model, "image_size": cfg.image_size,
             "batch_per_device": cfg.batch_size, "precision": cfg.precision,
             "compute_step_s": compute_step_time(cfg, env, comm.compute_steps), "rows": rows}
 

@@ -62,14 +62,14 @@ def evidence_of(ok: list[dict]) -> Explanation:
                        data_wait_share=statistics.median(waits) if waits else 0.0)
 
 
-def comm_points(comm_records: list[dict], device_type: str, precision: str, batch_of
+def comm_points(comm_records: list[dict], device_type: str, precision: str, batch_of, model: str = "simplecnn"
                 ) -> tuple[dict[int, CommPoint], float | None]:
-    """The newest collective measurement per device count that matches the study (device type, precision, the
-    per-device batch of that count); and the gradient size."""
+    """The newest collective measurement per device count that matches the study (model, device type, precision,
+    the per-device batch of that count); and the gradient size."""
     newest: dict[int, dict] = {}
     for rec in comm_records:
-        if (rec["device_type"], rec["precision"], rec["batch_per_device"]) == (device_type, precision,
-                                                                               batch_of(rec["devices"])):
+        if (rec.get("model", "simplecnn"), rec["device_type"], rec["precision"], rec["batch_per_device"]) == (
+                model, device_type, precision, batch_of(rec["devices"])):
             current = newest.get(rec["devices"])
             if current is None or rec["provenance"]["timestamp"] >= current["provenance"]["timestamp"]:
                 newest[rec["devices"]] = rec
@@ -83,7 +83,7 @@ def comm_points(comm_records: list[dict], device_type: str, precision: str, batc
 
 
 def explain(rows, base, comm_records: list[dict], device_type: str, precision: str, batch: int,
-            weak: bool) -> dict[str, list[BandPoint]]:
+            weak: bool, model: str = "simplecnn") -> dict[str, list[BandPoint]]:
     """Fill each row's `explanation` (rows: summary.Row, base: the 1-device single row or None; `batch` is per
     device under weak scaling, global under strong); return the predicted speedup band per mode over the measured
     device counts and, extrapolated, up to twice the largest measured one."""
@@ -91,7 +91,7 @@ def explain(rows, base, comm_records: list[dict], device_type: str, precision: s
         return batch * n if weak else batch
 
     points, grad_bytes = comm_points(comm_records, device_type, precision,
-                                     lambda n: batch if weak else max(1, batch // n))
+                                     lambda n: batch if weak else max(1, batch // n), model)
     points = extrapolate(points, grad_bytes) if grad_bytes else {}
     base_step = base.explanation.step_time_s if base else None
     base_gb = global_batch(1)

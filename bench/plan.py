@@ -31,7 +31,7 @@ def default_counts(visible_gpus: int, cores: int) -> tuple[int, ...]:
 
 
 def plan(counts: tuple[int, ...], modes: tuple[str, ...], trials: int, visible_gpus: int, cores: int,
-         batch_size: int, global_batch: bool) -> list[Planned]:
+         batch_size: int, global_batch: bool, sync_bn: bool = False) -> list[Planned]:
     """Trials outermost, so slow drift of a shared machine spreads over all configurations alike. single runs on
     one device only (the baseline), whatever the counts."""
     entries = []
@@ -41,13 +41,16 @@ def plan(counts: tuple[int, ...], modes: tuple[str, ...], trials: int, visible_g
                 if mode == "single" and n != 1:
                     continue
                 entries.append(Planned(mode, n, trial, _skip_reason(mode, n, visible_gpus, cores, batch_size,
-                                                                    global_batch)))
+                                                                    global_batch, sync_bn)))
     return entries
 
 
-def _skip_reason(mode: str, n: int, visible_gpus: int, cores: int, batch_size: int, global_batch: bool) -> str | None:
+def _skip_reason(mode: str, n: int, visible_gpus: int, cores: int, batch_size: int, global_batch: bool,
+                 sync_bn: bool) -> str | None:
     if mode == "dp" and visible_gpus == 0:
         return "dp needs CUDA devices; none visible"
+    if mode == "ddp" and sync_bn and visible_gpus == 0:
+        return "sync-bn needs CUDA devices (torch has no CPU kernel for SyncBatchNorm)"
     if visible_gpus and n > visible_gpus:
         return f"{n} GPUs requested, {visible_gpus} visible"
     if not visible_gpus and n > cores:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 import textwrap
 from pathlib import Path
 
@@ -24,8 +25,19 @@ def _unit(study: Study) -> str:
     return "GPUs" if study.device_type == "cuda" else "CPU processes"
 
 
-def _by_mode(study: Study) -> dict[str, list[Row]]:
-    return {m: [r for r in study.rows if r.mode == m] for m in MODES if any(r.mode == m for r in study.rows)}
+def _by_series(study: Study) -> dict[str, list[Row]]:
+    """Rows per series (mode and variant, e.g. 'ddp sync-bn'), in mode order."""
+    series: dict[str, list[Row]] = {}
+    for row in sorted(study.rows, key=lambda r: (MODES.index(r.mode), r.variant)):
+        series.setdefault(row.label, []).append(row)
+    return series
+
+
+def _style(rows: list[Row]) -> dict:
+    """A mode's colour; variants of it dashed with hollow markers."""
+    variant = bool(rows[0].variant)
+    return {"color": COLORS[rows[0].mode], "linestyle": "--" if variant else "-",
+            "markerfacecolor": "white" if variant else None}
 
 
 def _counts(study: Study) -> list[int]:
@@ -37,11 +49,11 @@ def _mark_missing(ax, study: Study) -> None:
     for r in study.rows:
         if r.epoch_time_s is None:
             ax.plot(r.devices, 0, marker="x", color=COLORS[r.mode], markersize=10, clip_on=False, zorder=5)
-            ax.annotate(f"{r.mode} {r.status}", (r.devices, 0), textcoords="offset points", xytext=(4, 6),
+            ax.annotate(f"{r.label} {r.status}", (r.devices, 0), textcoords="offset points", xytext=(4, 6),
                         fontsize=8, color=COLORS[r.mode], rotation=90)
 
 
-def _errorbar(ax, rows: list[Row], values, mode: str, label: str, scale: float = 1.0) -> None:
+def _errorbar(ax, rows: list[Row], values, label: str, scale: float = 1.0) -> None:
     points = [(r.devices, values(r)) for r in rows if values(r) is not None]
     if not points:
         return
@@ -49,7 +61,7 @@ def _errorbar(ax, rows: list[Row], values, mode: str, label: str, scale: float =
     mid = [p[1][0] * scale for p in points]
     low = [(p[1][0] - p[1][1]) * scale for p in points]
     high = [(p[1][2] - p[1][0]) * scale for p in points]
-    ax.errorbar(x, mid, yerr=[low, high], marker="o", capsize=4, color=COLORS[mode], label=label)
+    ax.errorbar(x, mid, yerr=[low, high], marker="o", capsize=4, label=label, **_style(rows))
 
 
 def _device_axis(ax, study: Study, counts: list[int]) -> None:
@@ -85,8 +97,12 @@ def draw_throughput(ax, study: Study) -> None:
     if base:
         _draw_bands(ax, study, base.samples_per_s[0])
         ax.plot(counts, [base.samples_per_s[0] * n for n in counts], "k--", alpha=0.5, label="ideal (linear)")
-    for mode, rows in _by_mode(study).items():
-        _errorbar(ax, rows, lambda r: r.samples_per_s, mode, mode)
+    for label, rows in _by_series(study).items():
+        _errorbar(ax, rows, lambda r: r.samples_per_s, label)
+        for r in rows:  # achieved compute per device beside each measured point
+            if r.tflops_per_device and r.samples_per_s:
+                ax.annotate(f"{r.tflops_per_device:.3g} TFLOP/s/dev", (r.devices, r.samples_per_s[0]), fontsize=7,
+                            textcoords="offset points", xytext=(5, -10), color=COLORS[r.mode])
     _mark_missing(ax, study)
     ax.set(ylabel="training throughput (samples/s)", title="Throughput")
     _device_axis(ax, study, counts)
@@ -98,10 +114,10 @@ def draw_throughput(ax, study: Study) -> None:
 def draw_speedup(ax, study: Study) -> None:
     counts = _band_counts(study)
     _draw_bands(ax, study, 1.0)
-    for mode, rows in _by_mode(study).items():
+    for label, rows in _by_series(study).items():
         points = [(r.devices, r.speedup) for r in rows if r.speedup is not None]
         if points:
-            ax.plot(*zip(*points, strict=True), marker="o", color=COLORS[mode], label=mode)
+            ax.plot(*zip(*points, strict=True), marker="o", label=label, **_style(rows))
     ax.plot(counts, counts, "k--", alpha=0.5, label="ideal")
     ax.axhline(study.goal.min_speedup, color="tab:red", alpha=0.6, linestyle=":",
                label=f"goal: epoch -{pct(study.goal.min_time_cut)}")
@@ -114,10 +130,10 @@ def draw_speedup(ax, study: Study) -> None:
 
 
 def draw_efficiency(ax, study: Study) -> None:
-    for mode, rows in _by_mode(study).items():
+    for label, rows in _by_series(study).items():
         points = [(r.devices, r.efficiency * 100) for r in rows if r.efficiency is not None]
         if points:
-            ax.plot(*zip(*points, strict=True), marker="o", color=COLORS[mode], label=mode)
+            ax.plot(*zip(*points, strict=True), marker="o", label=label, **_style(rows))
     ax.axhline(100, color="k", linestyle="--", alpha=0.5, label="ideal")
     _mark_missing(ax, study)
     ax.set(ylabel="scaling efficiency (%)", title="Efficiency = speedup / devices")
@@ -136,7 +152,7 @@ def _reach_label(r: Row, target: float) -> str:
 def draw_accuracy(ax, study: Study) -> None:
     """Final validation accuracy per configuration, and under each bar the training time it took to reach the
     target: the number that says whether more devices helped."""
-    labels = [f"{r.mode} x{r.devices}{_reach_label(r, study.goal.min_val_acc)}" for r in study.rows]
+    labels = [f"{r.label} x{r.devices}{_reach_label(r, study.goal.min_val_acc)}" for r in study.rows]
     for i, r in enumerate(study.rows):
         if r.val_acc is None:
             ax.bar(i, 0, color="lightgrey")
@@ -145,8 +161,9 @@ def draw_accuracy(ax, study: Study) -> None:
         mid, low, high = (v * 100 for v in r.val_acc)
         ax.bar(i, mid, yerr=[[mid - low], [high - mid]], capsize=4, color=COLORS[r.mode], alpha=0.85)
         ax.text(i, mid + 1, f"{mid:.1f}%", ha="center", va="bottom", fontsize=8)
+    claim = "" if study.accuracy_claimed else " (not claimed: recipe tuned for SimpleCNN)"
     ax.axhline(study.goal.min_val_acc * 100, color="tab:red", linestyle=":",
-               label=f"target {pct(study.goal.min_val_acc)}")
+               label=f"target {pct(study.goal.min_val_acc)}{claim}")
     ax.set_xticks(range(len(labels)), labels, fontsize=8)
     ax.set(ylabel="final validation accuracy (%)", title="Validation accuracy", ylim=(0, 100))
     ax.grid(alpha=0.3, axis="y")
@@ -204,6 +221,29 @@ def render_comm(records: list[dict], out: Path) -> Path:
     ax.legend(fontsize=7)
     fig.tight_layout()
     path = out / "comm.png"
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+    return path
+
+
+def render_compare(pairs, out: Path, title: str) -> Path:
+    """compare.png: samples/s of base and new side by side per pair, median with min-max, the verdict above."""
+    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(pairs) + 2), 5), dpi=DPI)
+    for i, p in enumerate(pairs):
+        for offset, values, color, name in ((-0.2, p.base_values, "tab:grey", "base"),
+                                            (0.2, p.new_values, "tab:blue", "new")):
+            mid = statistics.median(values)
+            ax.bar(i + offset, mid, width=0.38, color=color, label=name if i == 0 else None,
+                   yerr=[[mid - min(values)], [max(values) - mid]], capsize=3)
+        ax.text(i, max(p.base_values + p.new_values) * 1.04, f"{p.verdict}\n{p.change:+.1%}", ha="center",
+                fontsize=8)
+    ax.set_xticks(range(len(pairs)), [f"{p.base.label} x{p.base.devices}" for p in pairs], fontsize=8)
+    ax.set(ylabel="training throughput (samples/s)", title=textwrap.fill(title, 80))
+    ax.set_ylim(0, max([v for p in pairs for v in p.base_values + p.new_values], default=1) * 1.2)
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    path = out / "compare.png"
     fig.savefig(path, dpi=DPI)
     plt.close(fig)
     return path

@@ -13,22 +13,29 @@ from mgpu_core.cli_args import OneLineErrorParser, add_config_arguments, config_
 
 from .comm import COMM_FILE, read_comm
 from .goal import Goal
+from .html import markdown_table_to_html, paragraphs, write_html
 from .plots import render, render_comm
 from .results import ResultsError, read_records
-from .summary import Study, markdown_summary, markdown_table, select_study, summarize
+from .summary import Study, goal_line, markdown_summary, markdown_table, select_study, summarize, verdict_lines
 
 
 def write_report(records: list[dict], out: Path, goal: Goal, log: Callable[[str], None] = print,
                  study: str | None = None, comm_records: list[dict] = ()) -> Study:
     """Print the table, write <out>/summary.md and the plots, for `study` (default: that of the newest record),
     explained by the collective measurements in `comm_records`."""
-    summary = summarize(select_study(records, warn=log, study=study), goal, comm_records)
+    chosen = select_study(records, warn=log, study=study)
+    summary = summarize(chosen, goal, comm_records)
     paths = render(summary, out)
     if comm_records:
         paths.append(render_comm(comm_records, out))
     (out / "summary.md").write_text(markdown_summary(summary, [p.name for p in paths]))
+    page = write_html(out / "report.html", summary.title,
+                      [("Goal", paragraphs([goal_line(summary), *([summary.topology] if summary.topology else [])])),
+                       ("Results", markdown_table_to_html(markdown_table(summary))),
+                       ("Verdicts", paragraphs(verdict_lines(summary)))],
+                      paths, chosen[-1]["provenance"] if chosen else None)
     log(f"\n{summary.title}\n\n{markdown_table(summary)}\n")
-    log("wrote " + ", ".join(str(p) for p in [out / "summary.md", *paths]))
+    log("wrote " + ", ".join(str(p) for p in [out / "summary.md", *paths, page]))
     return summary
 
 

@@ -15,6 +15,14 @@ SCHEMA_VERSION = 2
 """2: per-epoch val_accs, time to target accuracy, compile_s (1 had neither)."""
 STATUSES = ("ok", "failed", "timeout", "skipped")
 REQUIRED_KEYS = ("study", "key", "mode", "devices", "status", "provenance")
+VARIANT_FIELDS = ("sync_bn",)
+"""Training settings that are an axis within one study: each value is its own series (table row, plot line),
+not another study."""
+
+
+def variant_label(cfg: TrainConfig) -> str:
+    """How a configuration's variant reads in tables and legends ('' for the plain one)."""
+    return " ".join(name.replace("_", "-") for name in VARIANT_FIELDS if getattr(cfg, name))
 """What every reader of a record relies on; a record without them is refused, not half-read."""
 
 
@@ -25,14 +33,14 @@ def study_id(cfg: TrainConfig, devices: int, scaling: str, device_type: str) -> 
     fixed = cfg.to_dict()
     fixed["batch_size"] = cfg.batch_size if scaling == "weak" else cfg.batch_size * devices
     for varying in ("mode", "dp_gpus", "seed", "data_dir", "cache_dir", "download", "threads",
-                    "dist_timeout_s"):
+                    "dist_timeout_s", *VARIANT_FIELDS):
         fixed.pop(varying)
     return _digest([fixed, scaling, device_type])
 
 
 def config_key(cfg: TrainConfig, devices: int, trial: int, scaling: str, device_type: str) -> str:
     """Identifies one configuration-trial of one study, for --resume."""
-    return _digest([study_id(cfg, devices, scaling, device_type), cfg.mode, devices, trial])
+    return _digest([study_id(cfg, devices, scaling, device_type), cfg.mode, variant_label(cfg), devices, trial])
 
 
 def _digest(value: object) -> str:
@@ -53,6 +61,9 @@ def make_record(*, cfg: TrainConfig, devices: int, trial: int, scaling: str, dev
         "study": study_id(cfg, devices, scaling, device_type),
         "key": config_key(cfg, devices, trial, scaling, device_type),
         "mode": cfg.mode,
+        "variant": variant_label(cfg),
+        "model": cfg.model,
+        "image_size": cfg.image_size,
         "devices": devices,
         "device_type": device_type,
         "trial": trial,
@@ -70,6 +81,13 @@ def make_record(*, cfg: TrainConfig, devices: int, trial: int, scaling: str, dev
         "compile_s": result["compile_s"] if result else None,
         "samples_per_s": [e["samples_per_s"] for e in epochs],
         "samples_per_s_per_device": [e["samples_per_s_per_device"] for e in epochs],
+        "parameters": result["parameters"] if result else None,
+        "gradient_bytes": result["gradient_bytes"] if result else None,
+        "flops_per_sample": result["flops_per_sample"] if result else None,
+        "tflops_per_device": [e["samples_per_s_per_device"] * result["flops_per_sample"] / 1e12 for e in epochs]
+        if result else [],
+        "peak_tflops": result["peak_tflops"] if result else None,
+        "peak_memory_bytes": result["peak_memory_bytes"] if result else [],
         "val_acc": result["final_val_acc"] if result else None,
         "val_accs": val_accs,
         "target_val_acc": target_val_acc,

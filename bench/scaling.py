@@ -75,6 +75,7 @@ def parse(argv: list[str]) -> tuple[SweepConfig, Goal, TrainConfig, str, list[st
             notices.append(f"notice: no GPU and no --epochs: quick CPU settings, {args.epochs} epoch on "
                            f"{args.train_samples:,} training samples; give --epochs E (and --train-samples N) "
                            "for the full study")
+    args.mode = "ddp"  # the template every configuration is made from; ddp admits every flag (e.g. --sync-bn)
     return sweep, goal, config_from_args(TrainConfig, args, parser), device_type, notices
 
 
@@ -110,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
             runner = Sweep(sweep, goal, base, device_type, out, ["python", "-m", "bench.scaling", *argv])
             counts = sweep.gpus or default_counts(visible, usable_cores())
             entries = plan(counts, sweep.modes, sweep.trials, visible, usable_cores(), base.batch_size,
-                           sweep.global_batch)
+                           sweep.global_batch, base.sync_bn)
             runner.run(entries, sweep.resume)
             write_report(read_records(runner.results), out, goal, study=runner.study(entries[0]),
                          comm_records=read_comm(out / COMM_FILE))

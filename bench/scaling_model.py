@@ -192,4 +192,6 @@ def verdict(e: Evidence) -> str:
     if band and band.comm_share > COMM_BOUND_SHARE:
         return (f"communication-bound: collectives {band.comm_s * 1e3:.1f} ms of a {band.serial_s * 1e3:.1f} ms "
                 "no-overlap step")
-    return "within the model's band" if band else "no collective measurement to explain it"
+    if not band:
+        return "no collective measurement to explain it"
+    return "within the model's band" if not e.residual else f"near the model's band ({e.residual:+.0%})"

@@ -49,7 +49,8 @@ class Sweep:
         """The configuration one child trains: its mode and devices, its share of the batch, the trial's seed."""
         batch = self.base.batch_size // entry.devices if self.sweep.global_batch else self.base.batch_size
         return dataclasses.replace(self.base, mode=entry.mode, dp_gpus=entry.devices if entry.mode == "dp" else 1,
-                                   batch_size=max(1, batch), seed=self.base.seed + entry.trial)
+                                   batch_size=max(1, batch), seed=self.base.seed + entry.trial,
+                                   sync_bn=self.base.sync_bn and entry.mode == "ddp")
 
     def key(self, entry: Planned) -> str:
         return config_key(self.child_config(entry), entry.devices, entry.trial, self.scaling, self.device_type)

@@ -9,6 +9,8 @@ import typing
 from dataclasses import asdict, dataclass, field, fields
 from typing import Literal
 
+from .errors import ConfigError
+from .models import check_model
 from .recipe import RECIPE_FIELDS, Recipe, resolve_recipe
 
 Mode = Literal["single", "dp", "ddp"]
@@ -24,10 +26,6 @@ Schedule = Literal["constant", "cosine", "linear"]
 LrScaling = Literal["none", "linear", "sqrt"]
 
 
-class ConfigError(ValueError):
-    """A configuration value is invalid; the message names the field and reads as one line."""
-
-
 @dataclass(frozen=True)
 class TrainConfig:
     mode: Mode = "single"
@@ -40,6 +38,19 @@ class TrainConfig:
 
     device: DeviceKind = "auto"
     """Device type: auto (CUDA when available, else CPU), cuda or cpu."""
+
+    model: str = "simplecnn"
+    """simplecnn (the classic experiment, 32x32 only), a torchvision classifier (resnet18, resnet50,
+    mobilenet_v3_small, vit_b_16; untrained) or your own factory as package.module:callable (called with
+    num_classes, must return an nn.Module)."""
+
+    image_size: int = 32
+    """Input height and width. CIFAR-10 is resized on the device when it differs from 32; the synthetic set is
+    generated at this size (224 for ImageNet-like studies without a download)."""
+
+    sync_bn: bool = False
+    """ddp only: convert BatchNorm layers to SyncBatchNorm, so every rank normalizes over the global batch rather
+    than its own (recorded, and drawn as its own series)."""
 
     dataset: DatasetName = "auto"
     """auto: CIFAR-10 when found or downloadable, else synthetic with a notice; cifar10: CIFAR-10 or an error;
@@ -162,13 +173,16 @@ class TrainConfig:
             if isinstance(value, float) and not math.isfinite(value):
                 _fail(f.name, "must be a finite number", value)
         for name in ("dp_gpus", "synthetic_train_size", "synthetic_test_size", "batch_size", "eval_batch_size",
-                     "epochs"):
+                     "epochs", "image_size"):
             _at_least(name, getattr(self, name), 1)
         for name in ("workers", "warmup_steps", "warmup_epochs", "seed"):
             _at_least(name, getattr(self, name), 0)
         for name in ("train_samples", "threads"):
             if getattr(self, name) is not None:
                 _at_least(name, getattr(self, name), 1)
+        check_model(self.model, self.image_size)
+        if self.sync_bn and self.mode != "ddp":
+            _fail("sync_bn", f"SyncBatchNorm synchronizes ddp ranks; {self.mode} has none", self.sync_bn)
         if self.seed >= 2**63:
             _fail("seed", "must be below 2**63", self.seed)
         hp = self.hparams

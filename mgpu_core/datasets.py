@@ -21,7 +21,7 @@ def load_dataset(cfg: TrainConfig, notice: Callable[[str], None] = print) -> Ima
 
 def _load_whole(cfg: TrainConfig, notice: Callable[[str], None]) -> ImageArrays:
     if cfg.dataset == "synthetic":
-        return synthetic_cifar(cfg.synthetic_train_size, cfg.synthetic_test_size, cfg.seed)
+        return synthetic_cifar(cfg.synthetic_train_size, cfg.synthetic_test_size, cfg.seed, cfg.image_size)
     data_dir = Path(cfg.data_dir).expanduser() if cfg.data_dir else DEFAULT_HOME / "cifar10"
     cache_dir = Path(cfg.cache_dir).expanduser() if cfg.cache_dir else DEFAULT_HOME
     if cfg.data_dir and not data_dir.exists():
@@ -39,4 +39,4 @@ def _load_whole(cfg: TrainConfig, notice: Callable[[str], None]) -> ImageArrays:
                         f"and no download ({reason})")
     notice(f"notice: no CIFAR-10 in {data_dir} ({reason}); using the synthetic set "
            f"({cfg.synthetic_train_size} + {cfg.synthetic_test_size} samples, seed {cfg.seed})")
-    return synthetic_cifar(cfg.synthetic_train_size, cfg.synthetic_test_size, cfg.seed)
+    return synthetic_cifar(cfg.synthetic_train_size, cfg.synthetic_test_size, cfg.seed, cfg.image_size)

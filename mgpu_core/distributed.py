@@ -48,6 +48,8 @@ def resolve_device_type(cfg: TrainConfig) -> str:
     device_type = pick_device_type(cfg.device)
     if device_type == "cpu" and cfg.mode == "dp":
         raise ConfigError("mode: dp needs CUDA devices and none is visible; use ddp (CPU processes over gloo)")
+    if device_type == "cpu" and cfg.sync_bn:
+        raise ConfigError("sync_bn: SyncBatchNorm needs CUDA devices (torch has no CPU kernel for it)")
     return device_type
 
 

@@ -7,7 +7,7 @@ import platform
 
 import torch
 
-from .config import ConfigError
+from .errors import ConfigError
 
 
 @functools.cache

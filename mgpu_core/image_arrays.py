@@ -19,7 +19,7 @@ class ImageArrays:
     """Where it came from (a path, or the generator and its seed)."""
     classes: tuple[str, ...]
     train_x: np.ndarray
-    """uint8, (N, 32, 32, 3)."""
+    """uint8, (N, H, W, 3): 32x32 for CIFAR-10, any size for the synthetic set."""
     train_y: np.ndarray
     """int64, (N,)."""
     test_x: np.ndarray
@@ -40,11 +40,16 @@ class ImageArrays:
             chunk = self.train_x[start:start + 4096].reshape(-1, 3).astype(np.float64) / 255.0
             total += chunk.sum(0)
             squares += (chunk * chunk).sum(0)
-        count = self.train_x.shape[0] * 32 * 32
+        count = self.train_x.shape[0] * self.train_x.shape[1] * self.train_x.shape[2]
         mean = total / count
         std = np.sqrt(squares / count - mean * mean)
         return tuple(mean.tolist()), tuple(std.tolist())
 
+    @property
+    def image_size(self) -> int:
+        return int(self.train_x.shape[1])
+
     def describe(self) -> dict:
         return {"name": self.name, "source": self.source, "classes": len(self.classes),
-                "train_samples": int(len(self.train_y)), "test_samples": int(len(self.test_y))}
+                "train_samples": int(len(self.train_y)), "test_samples": int(len(self.test_y)),
+                "image_size": self.image_size}

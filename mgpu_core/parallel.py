@@ -24,6 +24,8 @@ def wrap_model(model: nn.Module, cfg: TrainConfig, env: DistEnv) -> nn.Module:
     if cfg.mode == "dp":
         return nn.DataParallel(model, device_ids=list(range(cfg.dp_gpus)))
     if cfg.mode == "ddp":
+        if cfg.sync_bn:
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         model = DistributedDataParallel(model, device_ids=[env.device.index] if env.device.type == "cuda" else None)
     return torch.compile(model) if cfg.compile else model  # DDP first: compile then splits graphs at its buckets
 

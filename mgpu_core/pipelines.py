@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
@@ -38,6 +39,8 @@ class BatchSpec:
     augment: bool
     drop_last: bool = False
     """Skip the last partial batch (compiled models: every step the same shape)."""
+    image_size: int | None = None
+    """Resize batches to this height and width (bilinear, after augmentation); None keeps the data's size."""
 
     def batch_starts(self, n: int) -> range:
         return range(0, n - self.batch_size + 1 if self.drop_last else n, self.batch_size)
@@ -79,7 +82,10 @@ class DevicePipeline:
             x = self.images[idx]
             if s.augment:
                 x = random_crop_flip(x, self.generator, CROP_PADDING)
-            yield s.layout((x.float() - self.shift) * self.scale), self.labels[idx]
+            x = (x.float() - self.shift) * self.scale
+            if s.image_size is not None and x.shape[-1] != s.image_size:
+                x = F.interpolate(x, size=(s.image_size, s.image_size), mode="bilinear", align_corners=False)
+            yield s.layout(x), self.labels[idx]
 
 
 class PILImages(Dataset):
@@ -101,9 +107,12 @@ class DataLoaderPipeline:
         self.spec = spec
         steps = []
         if spec.augment:
-            steps = [transforms.RandomCrop(32, padding=CROP_PADDING, padding_mode="reflect"),
+            steps = [transforms.RandomCrop(images.shape[1], padding=CROP_PADDING, padding_mode="reflect"),
                      transforms.RandomHorizontalFlip()]
-        tf = transforms.Compose(steps + [transforms.ToTensor(), transforms.Normalize(spec.mean, spec.std)])
+        steps += [transforms.ToTensor(), transforms.Normalize(spec.mean, spec.std)]
+        if spec.image_size is not None and spec.image_size != images.shape[1]:  # as the device pipeline resizes
+            steps.append(transforms.Resize((spec.image_size, spec.image_size), antialias=False))
+        tf = transforms.Compose(steps)
         n = len(labels)
         self.sampler = (EpochShardSampler(n, spec.seed, spec.rank, spec.world_size) if spec.train
                         else eval_indices(n, spec.rank, spec.world_size).tolist())
@@ -142,7 +151,8 @@ def build_pipelines(cfg: TrainConfig, data: ImageArrays, env: DistEnv):
     def spec(train: bool, batch: int) -> BatchSpec:
         return BatchSpec(device=env.device, batch_size=batch * cfg.devices_per_process, mean=mean, std=std,
                          channels_last=cfg.channels_last, rank=env.rank, world_size=env.world_size, seed=cfg.seed,
-                         train=train, augment=cfg.hparams.augment and train, drop_last=cfg.compile and train)
+                         train=train, augment=cfg.hparams.augment and train, drop_last=cfg.compile and train,
+                         image_size=cfg.image_size)
 
     if cfg.pipeline == "device":
         return (DevicePipeline(data.train_x, data.train_y, spec(True, cfg.batch_size)),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import math
+import resource
 import time
 from collections.abc import Callable, Iterable
 from contextlib import nullcontext
@@ -19,7 +20,7 @@ from .config import ConfigError, TrainConfig
 from .distributed import DistEnv, all_gather_to_host, all_reduce_to_host, barrier, device_synchronize
 from .hardware import bf16_supported, device_name
 from .image_arrays import ImageArrays
-from .model import SimpleCNN
+from .models import build_model, flops_per_sample, gradient_bytes, parameter_count, peak_tflops
 from .parallel import unwrap, wrap_model
 from .pipelines import build_pipelines
 from .recipe import lr_multiplier, lr_scale, make_optimizer
@@ -78,6 +79,14 @@ class RunResult:
     """Samples per optimizer step, over all devices."""
     lr_peak: float
     """The recipe's learning rate after scaling to global_batch."""
+    model: str
+    parameters: int
+    gradient_bytes: int
+    """What DDP all-reduces each step."""
+    flops_per_sample: float
+    """FLOPs of one training sample, forward and backward (torch's FlopCounterMode)."""
+    peak_tflops: float | None
+    """The device's datasheet peak for this precision (None: unknown GPU, or CPU)."""
     setup_s: float
     """Model, optimizer and pipeline construction (data to the device included)."""
     compile_s: float
@@ -86,6 +95,8 @@ class RunResult:
     warmup_steps: int
     epochs: list[EpochRecord] = field(default_factory=list)
     evals: list[EvalRecord] = field(default_factory=list)
+    peak_memory_bytes: list[int] = field(default_factory=list)
+    """Per rank: CUDA's max allocated memory on its device(s), or on CPU the process's peak resident set size."""
 
     @property
     def final_val_acc(self) -> float:
@@ -243,9 +254,17 @@ def prepare(cfg: TrainConfig, env: DistEnv, data: ImageArrays):
     """(runner, train pipeline, test pipeline): the wrapped model, its optimizer and schedule, and the data."""
     torch.manual_seed(cfg.seed)  # the same initial weights on every rank and in every mode
     torch.backends.cudnn.benchmark = cfg.cudnn_benchmark
-    model = wrap_model(SimpleCNN(len(data.classes)), cfg, env)
+    model = wrap_model(build_model(cfg.model, len(data.classes), cfg.image_size), cfg, env)
     train_pipe, test_pipe = build_pipelines(cfg, data, env)
     return make_runner(model, cfg, env, len(train_pipe)), train_pipe, test_pipe
+
+
+def peak_memory_bytes(env: DistEnv) -> int:
+    """This rank's peak memory so far: CUDA's max allocated on the devices it drives, else peak RSS (Linux: KiB)."""
+    if env.device.type == "cuda":
+        return sum(torch.cuda.max_memory_allocated(i) for i in range(env.device.index,
+                                                                      env.device.index + env.local_devices))
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def train_and_evaluate(cfg: TrainConfig, env: DistEnv, data: ImageArrays,
@@ -259,8 +278,13 @@ def train_and_evaluate(cfg: TrainConfig, env: DistEnv, data: ImageArrays,
     device_synchronize(env)
     setup_s = time.perf_counter() - start
 
+    bare = unwrap(model)
+    flops = flops_per_sample(bare, cfg.image_size, env.device)
     compile_s, warmup_s, warmup_steps = warm_up(runner, train_pipe, cfg)
-    result = RunResult(config=cfg.to_dict(), dataset=data.describe(), device_type=env.device.type,
+    result = RunResult(model=cfg.model, parameters=parameter_count(bare), gradient_bytes=gradient_bytes(bare),
+                       flops_per_sample=flops, peak_tflops=peak_tflops(device_name(env.device), cfg.precision)
+                       if env.device.type == "cuda" else None,
+                       config=cfg.to_dict(), dataset=data.describe(), device_type=env.device.type,
                        device_name=device_name(env.device), devices=env.total_devices, world_size=env.world_size,
                        nodes=max(1, env.world_size // env.local_world_size), backend=env.backend,
                        threads=env.threads, global_batch=cfg.batch_size * env.total_devices,
@@ -276,6 +300,8 @@ def train_and_evaluate(cfg: TrainConfig, env: DistEnv, data: ImageArrays,
         result.epochs.append(record)
         result.evals.append(evaluation)
         log(f"epoch {epoch + 1}/{cfg.epochs}  {record.time_s:.2f} s  {record.samples_per_s:,.0f} samples/s "
-            f"({record.samples_per_s_per_device:,.0f}/device)  loss {record.loss:.4f}  "
+            f"({record.samples_per_s_per_device:,.0f}/device, "
+            f"{record.samples_per_s_per_device * flops / 1e12:.3g} TFLOP/s/device)  loss {record.loss:.4f}  "
             f"train acc {record.train_acc:.2%}  val acc {evaluation.accuracy:.2%}")
+    result.peak_memory_bytes = [int(m) for [m] in all_gather_to_host(env, [peak_memory_bytes(env)])]
     return result, model

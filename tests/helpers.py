@@ -35,7 +35,9 @@ def fake_result(epoch_times, val_acc, samples=1000, devices=1, val_accs=None, th
                        for t in epoch_times],
             "evals": [{"accuracy": a} for a in val_accs],
             "final_val_acc": val_acc, "warmup_s": 0.1, "compile_s": 0.0, "dataset": {"name": "synthetic"},
-            "device_name": "Test GPU", "threads": threads, "nodes": 1}
+            "device_name": "Test GPU", "threads": threads, "nodes": 1, "parameters": 2_122_186,
+            "gradient_bytes": 8_488_744, "flops_per_sample": 44_464_128.0, "peak_tflops": 989.4,
+            "peak_memory_bytes": [2**30] * devices}
 
 
 def record(mode, devices, times=None, acc=0.8, trial=0, status="ok", error=None, val_accs=None, timestamp=None,

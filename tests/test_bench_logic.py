@@ -9,7 +9,7 @@ from helpers import fake_result, record
 from bench.goal import Goal
 from bench.plan import default_counts, plan
 from bench.results import append_record, read_records
-from bench.summary import select_study, summarize
+from bench.summary import markdown_summary, markdown_table, select_study, summarize
 from bench.sweep_config import SweepConfig
 from mgpu_core.cli_args import add_config_arguments, config_to_argv
 from mgpu_core.config import ConfigError, TrainConfig
@@ -162,3 +162,24 @@ def test_gpu_check_report_ratios_and_verdicts():
     assert "- fast path epoch <= 0.3 s: PASS (0.250 s)" in text
     assert "- fast path >= 10x dataloader: PASS (16.0x)" in text
     assert "- ddp x1 <= 5% over single: FAIL (+8.0%)" in text
+
+
+def test_variants_are_their_own_series_and_compute_per_device_is_shown():
+    records = [record("single", 1, [10.0]), record("ddp", 2, [5.0]), record("ddp", 2, [5.5], sync_bn=True)]
+    assert len({r["study"] for r in records}) == 1 and len({r["key"] for r in records}) == 3
+    study = summarize(records, Goal())
+    assert [r.label for r in study.rows] == ["single", "ddp", "ddp sync-bn"]
+    table = markdown_table(study)
+    # 1000 samples in 10 s on one device x 44.46 MFLOP per sample = 0.00445 TFLOP/s, 0.0% of the 989 TFLOP/s peak
+    assert "| 1 cuda | single | ok | 10.00 [10.00-10.00] | 100 | 100 | 0.00445 | 0.0% | 1.00x |" in table
+    assert "| 2 cuda | ddp sync-bn | ok |" in table and "| 1.00 GiB |" in table
+    assert "SimpleCNN (2.12M parameters, 8.1 MiB gradients)" in study.title
+
+
+def test_no_accuracy_target_is_claimed_for_a_model_the_recipe_was_not_tuned_for():
+    records = [record("single", 1, [10.0], acc=0.3, model="resnet18"), record("ddp", 2, [5.0], acc=0.3,
+                                                                              model="resnet18")]
+    study = summarize(records, Goal())
+    assert not study.accuracy_claimed and study.title.startswith("resnet18 (2.12M parameters")
+    assert [r.verdict for r in study.rows] == ["baseline", "time cut met (no accuracy target claimed)"]
+    assert "not claimed here: the reference recipe is tuned for SimpleCNN" in markdown_summary(study, [])

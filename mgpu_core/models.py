@@ -1,0 +1,108 @@
+"""The model registry: SimpleCNN (the classic experiment, fixed at 32x32), torchvision classifiers that span
+compute per byte of gradient, and a user's own nn.Module factory given as package.module:callable. Also what the
+harness records about a model: parameters, gradient bytes, FLOPs per training sample."""
+
+from __future__ import annotations
+
+import copy
+import importlib
+import re
+from collections.abc import Callable
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from .errors import ConfigError
+from .model import SimpleCNN
+
+TORCHVISION = ("resnet18", "resnet50", "mobilenet_v3_small", "vit_b_16")
+"""Built untrained (weights=None): from many FLOPs per gradient byte (resnet50) to few (mobilenet_v3_small)."""
+MODEL_NAMES = ("simplecnn", *TORCHVISION)
+USER_MODEL = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+
+
+def check_model(name: str, image_size: int) -> None:
+    """Validation that needs no import: a known name or module:callable, and an input size the model takes."""
+    if name not in MODEL_NAMES and not USER_MODEL.match(name):
+        raise ConfigError(f"model: unknown {name!r}; choose from {', '.join(MODEL_NAMES)} or give "
+                          "package.module:callable")
+    if name == "simplecnn" and image_size != 32:
+        raise ConfigError(f"image_size: simplecnn is fixed at 32x32 (its fc layer takes 4096 inputs); got "
+                          f"{image_size}")
+    if name == "vit_b_16" and image_size % 16:
+        raise ConfigError(f"image_size: vit_b_16 needs a multiple of its 16-pixel patch; got {image_size}")
+
+
+def _user_factory(spec: str) -> Callable[..., nn.Module]:
+    module_name, _, attr = spec.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:  # noqa: BLE001 - any import failure of the user's module is one line
+        raise ConfigError(f"model: cannot import {module_name} ({type(exc).__name__}: {exc})") from None
+    factory = getattr(module, attr, None)
+    if not callable(factory):
+        raise ConfigError(f"model: {module_name} has no callable {attr}")
+    return factory
+
+
+def build_model(name: str, num_classes: int, image_size: int) -> nn.Module:
+    """A fresh, untrained model (seeded by the caller). A user factory is called with num_classes; one that
+    fails or returns no nn.Module is a ConfigError."""
+    check_model(name, image_size)
+    if name == "simplecnn":
+        return SimpleCNN(num_classes)
+    if name in TORCHVISION:
+        import torchvision.models as tvm
+        extra = {"image_size": image_size} if name == "vit_b_16" else {}
+        return getattr(tvm, name)(weights=None, num_classes=num_classes, **extra)
+    factory = _user_factory(name)
+    try:
+        model = factory(num_classes=num_classes)
+    except Exception as exc:  # noqa: BLE001 - the user's code may raise anything
+        raise ConfigError(f"model: {name}(num_classes={num_classes}) failed ({type(exc).__name__}: {exc})") from None
+    if not isinstance(model, nn.Module):
+        raise ConfigError(f"model: {name} returned {type(model).__name__}, not a torch.nn.Module")
+    return model
+
+
+def parameter_count(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def gradient_bytes(model: nn.Module) -> int:
+    """What DDP all-reduces each step: every trainable parameter's gradient, in the parameter's dtype."""
+    return sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
+
+
+def flops_per_sample(model: nn.Module, image_size: int, device: torch.device) -> float:
+    """FLOPs of one training sample (forward and backward), counted by torch's FlopCounterMode on a copy of the
+    model in training mode with a batch of two (BatchNorm needs more than one sample per channel)."""
+    probe = copy.deepcopy(model).to(device).train()
+    x = torch.randn(2, 3, image_size, image_size, device=device)
+    with FlopCounterMode(display=False) as counter:
+        probe(x).float().sum().backward()
+    return counter.get_total_flops() / 2
+
+
+PEAK_TFLOPS = (
+    # (name fragment, {precision: dense TFLOP/s}); first match wins, so the more specific fragments come first.
+    ("H100 PCIe", {"bf16": 756.0, "fp32": 51.2}),
+    ("H100", {"bf16": 989.4, "fp32": 66.9}),
+    ("H200", {"bf16": 989.4, "fp32": 66.9}),
+    ("A100", {"bf16": 312.0, "fp32": 19.5}),
+    ("L40S", {"bf16": 362.1, "fp32": 91.6}),
+    ("L4", {"bf16": 121.0, "fp32": 30.3}),
+    ("A10", {"bf16": 125.0, "fp32": 31.2}),
+    ("V100", {"fp32": 15.7}),
+)
+"""Vendor datasheet peaks without sparsity. fp32 is the non-tensor-core rate (cuDNN may run fp32 convolutions as
+TF32, which can exceed it)."""
+
+
+def peak_tflops(device_name: str, precision: str) -> float | None:
+    """The datasheet peak for this GPU and precision, or None (unknown GPU, or a CPU)."""
+    for fragment, peaks in PEAK_TFLOPS:
+        if fragment in device_name:
+            return peaks.get(precision)
+    return None
