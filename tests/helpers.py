@@ -18,8 +18,11 @@ from bench.results import make_record
 from mgpu_core.config import TrainConfig
 
 FAULTS = Path(__file__).parent / "faults"
-TINY = ["--dataset", "synthetic", "--synthetic-train-size", "512", "--synthetic-test-size", "100", "--epochs", "1",
-        "--warmup-steps", "1", "--no-comm"]
+TRAIN_TINY = ["--dataset", "synthetic", "--synthetic-train-size", "512", "--synthetic-test-size", "100", "--epochs",
+              "1", "--warmup-steps", "1"]
+"""Training flags of a tiny configuration (what mgpu_core and bench.one_config take)."""
+TINY = [*TRAIN_TINY, "--no-comm"]
+"""The same for a sweep, without the collective benchmark."""
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
 

@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 import pytest
-from helpers import TINY, by_label, processes_mentioning, record, sweep
+from helpers import TINY, TRAIN_TINY, by_label, processes_mentioning, record, sweep
 from PIL import Image
 
 from bench.plots import DPI, FIGSIZES
@@ -128,7 +128,7 @@ def test_one_configuration_across_two_nodes_merges_with_a_sweep(tmp_path):
         port = s.getsockname()[1]
     node = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc-per-node", "1",
             "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{port}", "--rdzv-id", "two-nodes",
-            "-m", "bench.one_config", "--mode", "ddp", *TINY, "--results", str(tmp_path / "nodes.jsonl")]
+            "-m", "bench.one_config", "--mode", "ddp", *TRAIN_TINY, "--results", str(tmp_path / "nodes.jsonl")]
     agents = [subprocess.Popen(node, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for _ in range(2)]
     outputs = [agent.communicate(timeout=300)[0] for agent in agents]
     assert [agent.returncode for agent in agents] == [0, 0], outputs[0][-2000:] + outputs[1][-2000:]
