@@ -1,6 +1,7 @@
 """What the collective benchmark measures on one device count, in every rank: all-reduce over a size sweep plus
 the model's exact gradient size and DDP's bucket size, broadcast and reduce at the model's size (what
-nn.DataParallel does every step), and the model's compute-only step time with the same process layout. Every
+nn.DataParallel does every step), all-gather and reduce-scatter at the model's size (what fsdp does), and the
+model's compute-only step time with the same process layout. Every
 result is checked (a wrong sum is a failure, not a number). Times are the median over iterations of the slowest
 rank; algbw and busbw follow nccl-tests (bench.scaling_model).
 """
@@ -51,6 +52,9 @@ class CommConfig:
     budget_s: float = 0.5
     """Time per size after which no further timed iteration starts (at least 3 run)."""
 
+    sharded: bool = True
+    """Also time all-gather and reduce-scatter at the model's size (what fsdp does every step)."""
+
     compute_steps: int = 10
     """Timed compute-only training steps (after 3 untimed) for the step time the scaling model starts from."""
 
@@ -82,40 +86,58 @@ def message_sizes(comm: CommConfig, grad_bytes: int) -> list[int]:
     return sorted(s - s % 4 for s in sizes if s >= 4)
 
 
-def _expected(op: str, rank: int, n: int) -> float | None:
-    """What every element holds after `op` when rank r filled its buffer with r + 1 (None: not checked here)."""
-    if op == "all_reduce" or (op == "reduce" and rank == 0):
-        return n * (n + 1) / 2
-    if op == "broadcast":
-        return 1.0
-    return None
+def _buffers(op: str, nbytes: int, env: DistEnv) -> tuple[torch.Tensor, torch.Tensor]:
+    """(input, output) of one collective moving `nbytes` in total (all-gather's output, reduce-scatter's input)."""
+    n = env.world_size
+    elements = max(n, nbytes // 4 // n * n)
+    if op == "all_gather":
+        return torch.empty(elements // n, device=env.device), torch.empty(elements, device=env.device)
+    if op == "reduce_scatter":
+        return torch.empty(elements, device=env.device), torch.empty(elements // n, device=env.device)
+    buf = torch.empty(elements, device=env.device)
+    return buf, buf
 
 
-def _issue(op: str, buf: torch.Tensor) -> None:
+def _issue(op: str, inp: torch.Tensor, out: torch.Tensor) -> None:
     if op == "all_reduce":
-        dist.all_reduce(buf)
+        dist.all_reduce(out)
     elif op == "broadcast":
-        dist.broadcast(buf, src=0)
+        dist.broadcast(out, src=0)
+    elif op == "reduce":
+        dist.reduce(out, dst=0)
+    elif op == "all_gather":
+        dist.all_gather_into_tensor(out, inp)
     else:
-        dist.reduce(buf, dst=0)
+        dist.reduce_scatter_tensor(out, inp)
+
+
+def _correct(op: str, out: torch.Tensor, rank: int, n: int) -> bool:
+    """Whether `out` holds what `op` must produce when rank r filled its input with r + 1."""
+    if op in ("all_reduce", "reduce_scatter") or (op == "reduce" and rank == 0):
+        return bool(torch.all(out == n * (n + 1) / 2))
+    if op == "broadcast":
+        return bool(torch.all(out == 1))
+    if op == "all_gather":
+        expected = torch.arange(1, n + 1, dtype=out.dtype, device=out.device)[:, None]
+        return bool(torch.all(out.view(n, -1) == expected))
+    return True  # reduce: only the root receives
 
 
 def time_collective(env: DistEnv, op: str, nbytes: int, comm: CommConfig) -> float:
     """Median over iterations of the slowest rank's time for one `op` of `nbytes`; raises CommCheckError on a wrong
     result (checked after every iteration, off the clock)."""
-    buf = torch.empty(nbytes // 4, dtype=torch.float32, device=env.device)
+    inp, out = _buffers(op, nbytes, env)
     times, bad = [], 0
     budget_end = None
     for i in range(comm.warmup_iters + comm.iters):
-        buf.fill_(env.rank + 1)
+        inp.fill_(env.rank + 1)
         barrier(env)
         device_synchronize(env)
         start = time.perf_counter()
-        _issue(op, buf)
+        _issue(op, inp, out)
         device_synchronize(env)
         elapsed = time.perf_counter() - start
-        expected = _expected(op, env.rank, env.world_size)
-        bad += int(expected is not None and not bool(torch.all(buf == expected)))
+        bad += int(not _correct(op, out, env.rank, env.world_size))
         if i >= comm.warmup_iters:
             times.append(elapsed)
             budget_end = budget_end or time.perf_counter() + comm.budget_s
@@ -158,8 +180,10 @@ def measure(cfg: TrainConfig, comm: CommConfig, env: DistEnv) -> dict:
     grad_bytes = gradient_bytes(build_model(cfg.model, NUM_CLASSES, cfg.image_size))
     n = env.world_size
     rows = []
-    for op, sizes in (("all_reduce", message_sizes(comm, grad_bytes)), ("broadcast", [grad_bytes]),
-                      ("reduce", [grad_bytes])):
+    at_model = [("broadcast", [grad_bytes]), ("reduce", [grad_bytes])]
+    if comm.sharded:
+        at_model += [("all_gather", [grad_bytes]), ("reduce_scatter", [grad_bytes])]
+    for op, sizes in [("all_reduce", message_sizes(comm, grad_bytes)), *at_model]:
         for nbytes in sizes:
             t = time_collective(env, op, nbytes, comm)
             rows.append({"op": op, "bytes": nbytes, "time_s": t, "algbw_bytes_per_s": algbw(nbytes, t),

@@ -20,6 +20,9 @@ from .scaling_model import (
     verdict,
 )
 
+HOOK_BYTES = {"none": 1.0, "bf16": 0.5, "fp16": 0.5}
+"""Share of the gradient bytes a comm hook all-reduces (PowerSGD's low-rank traffic has no model here: no band)."""
+
 
 @dataclass
 class Explanation:
@@ -100,13 +103,15 @@ def explain(rows, base, comm_records: list[dict], device_type: str, precision: s
         if row.epoch_time_s is None:
             continue
         if base_step and row is not base:
+            k = row.grad_accum  # one step: K micro-batches of compute, one round of communication
             if row.devices == 1:
-                e.band = step_band("single", base_step, 0.0)
-            elif row.devices in points:
+                e.band = step_band("single", base_step * k, 0.0)
+            elif row.devices in points and row.comm_hook in HOOK_BYTES:
                 point = points[row.devices]
-                e.band = step_band(row.mode, point.compute_step_s, mode_comm_s(row.mode, point))
+                e.band = step_band(row.mode, point.compute_step_s * k,
+                                   mode_comm_s(row.mode, point) * HOOK_BYTES[row.comm_hook])
             if e.band:
-                e.predicted = speedup_band(base_step, base_gb, e.band, global_batch(row.devices))
+                e.predicted = speedup_band(base_step, base_gb, e.band, global_batch(row.devices) * k)
                 e.residual = residual(row.speedup, *e.predicted)
         if row is base:
             late = straggler(e.rank_times_s or [])
@@ -115,7 +120,8 @@ def explain(rows, base, comm_records: list[dict], device_type: str, precision: s
             continue
         e.bottleneck = verdict(Evidence(mode=row.mode, devices=row.devices, device_type=device_type,
                                         efficiency=row.efficiency or 0.0, rank_times_s=e.rank_times_s or [],
-                                        data_wait_share=e.data_wait_share, base_step_s=base_step, band=e.band,
+                                        data_wait_share=e.data_wait_share,
+                                        base_step_s=base_step * row.grad_accum if base_step else None, band=e.band,
                                         measured_step_s=e.step_time_s, residual=e.residual))
     bands: dict[str, list[BandPoint]] = {}
     if base_step:

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import psutil
 
+from mgpu_core.config import DISTRIBUTED_MODES
+
 from .torchrun import FAILURE_FILE_ENV
 
 TERM_GRACE_S = 10.0
@@ -141,9 +143,9 @@ def run_logged(cmd: list[str], timeout_s: float, log_path: Path, on_line: Callab
 
 
 def child_command(argv: list[str], mode: str, processes: int, module: str = "mgpu_core") -> list[str]:
-    """The command that runs `module` (default: training one configuration) with `argv`: ddp under torchrun's
+    """The command that runs `module` (default: training one configuration) with `argv`: ddp and fsdp under torchrun's
     launcher with a standalone rendezvous on a port the OS picks, the others as one process."""
-    if mode == "ddp":
+    if mode in DISTRIBUTED_MODES:
         return [sys.executable, "-m", "bench.torchrun", "--standalone", "--nproc-per-node", str(processes),
                 "-m", module, *argv]
     return [sys.executable, "-m", module, *argv]

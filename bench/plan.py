@@ -6,6 +6,11 @@ from dataclasses import dataclass
 
 from mgpu_core.config import MODES
 
+from .axes import Axes
+
+NO_AXES = Axes()
+"""Every axis at its single default value."""
+
 
 @dataclass(frozen=True)
 class Planned:
@@ -14,10 +19,19 @@ class Planned:
     trial: int
     skip: str | None = None
     """Why this configuration is not run, or None."""
+    variant: tuple[tuple[str, object], ...] = ()
+    """The axis values of this configuration (TrainConfig field, value)."""
+    variant_label: str = ""
 
     @property
     def label(self) -> str:
-        return f"{self.mode} x{self.devices}"
+        return f"{self.mode}{' ' + self.variant_label if self.variant_label else ''} x{self.devices}"
+
+    @property
+    def stem(self) -> str:
+        """A file-name-safe name of this configuration-trial."""
+        words = self.label.replace(" ", "-").replace(".", "p")
+        return f"{words}-trial{self.trial}"
 
 
 def default_counts(visible_gpus: int, cores: int) -> tuple[int, ...]:
@@ -31,25 +45,27 @@ def default_counts(visible_gpus: int, cores: int) -> tuple[int, ...]:
 
 
 def plan(counts: tuple[int, ...], modes: tuple[str, ...], trials: int, visible_gpus: int, cores: int,
-         batch_size: int, global_batch: bool, sync_bn: bool = False) -> list[Planned]:
+         batch_size: int, global_batch: bool, axes: Axes = NO_AXES, label=lambda mode, variant: "") -> list[Planned]:
     """Trials outermost, so slow drift of a shared machine spreads over all configurations alike. single runs on
-    one device only (the baseline), whatever the counts."""
+    one device only (the baseline), whatever the counts; every axis value of a mode is its own configuration
+    (`label` names a variant)."""
     entries = []
     for trial in range(trials):
         for n in sorted(set(counts) | ({1} if "single" in modes else set())):
             for mode in (m for m in MODES if m in modes):
                 if mode == "single" and n != 1:
                     continue
-                entries.append(Planned(mode, n, trial, _skip_reason(mode, n, visible_gpus, cores, batch_size,
-                                                                    global_batch, sync_bn)))
+                for variant in axes.variants(mode):
+                    reason = _skip_reason(mode, n, visible_gpus, cores, batch_size, global_batch, dict(variant))
+                    entries.append(Planned(mode, n, trial, reason, variant, label(mode, variant)))
     return entries
 
 
 def _skip_reason(mode: str, n: int, visible_gpus: int, cores: int, batch_size: int, global_batch: bool,
-                 sync_bn: bool) -> str | None:
+                 variant: dict) -> str | None:
     if mode == "dp" and visible_gpus == 0:
         return "dp needs CUDA devices; none visible"
-    if mode == "ddp" and sync_bn and visible_gpus == 0:
+    if variant.get("sync_bn") and visible_gpus == 0:
         return "sync-bn needs CUDA devices (torch has no CPU kernel for SyncBatchNorm)"
     if visible_gpus and n > visible_gpus:
         return f"{n} GPUs requested, {visible_gpus} visible"

@@ -122,6 +122,9 @@ def draw_speedup(ax, study: Study) -> None:
     ax.axhline(study.goal.min_speedup, color="tab:red", alpha=0.6, linestyle=":",
                label=f"goal: epoch -{pct(study.goal.min_time_cut)}")
     _mark_missing(ax, study)
+    if study.baseline is None:
+        ax.text(0.5, 0.5, "no successful 1-device single run:\nspeedups have no baseline", transform=ax.transAxes,
+                ha="center", va="center", color="dimgrey")
     ax.set(ylabel="epoch-time speedup vs 1-device single (x)", title="Speedup")
     _device_axis(ax, study, counts)
     ax.set_ylim(bottom=0)

@@ -8,21 +8,33 @@ import math
 import os
 from pathlib import Path
 
-from mgpu_core.config import TrainConfig
+from mgpu_core.config import DEFAULTS, TrainConfig
 from mgpu_core.trainer import time_to_accuracy
 
 SCHEMA_VERSION = 2
 """2: per-epoch val_accs, time to target accuracy, compile_s (1 had neither)."""
 STATUSES = ("ok", "failed", "timeout", "skipped")
 REQUIRED_KEYS = ("study", "key", "mode", "devices", "status", "provenance")
-VARIANT_FIELDS = ("sync_bn",)
-"""Training settings that are an axis within one study: each value is its own series (table row, plot line),
-not another study."""
+VARIANT_LABELS = {
+    "sync_bn": lambda v: "sync-bn",
+    "grad_accum": lambda v: f"accum {v}",
+    "ddp_bucket_mb": lambda v: f"bucket {v:g}MB",
+    "ddp_static_graph": lambda v: "static-graph",
+    "ddp_grad_as_bucket_view": lambda v: "bucket-view",
+    "ddp_comm_hook": lambda v: f"{v} hook",
+    "powersgd_rank": lambda v: f"rank {v}",
+    "fsdp_wrap": lambda v: f"{v}-wrap",
+    "fused": lambda v: "fused" if v else "unfused",  # fsdp's sharded parameters take no fused optimizer
+}
+"""Training settings that are axes within one study (bench.axes): each value is its own series (table row, plot
+line), not another study; how a value other than the default reads in tables and legends."""
+VARIANT_FIELDS = tuple(VARIANT_LABELS)
 
 
 def variant_label(cfg: TrainConfig) -> str:
-    """How a configuration's variant reads in tables and legends ('' for the plain one)."""
-    return " ".join(name.replace("_", "-") for name in VARIANT_FIELDS if getattr(cfg, name))
+    """How a configuration's variant reads, e.g. 'bucket 1MB accum 4' ('' for the default settings)."""
+    return " ".join(VARIANT_LABELS[name](getattr(cfg, name)) for name in VARIANT_FIELDS
+                    if getattr(cfg, name) != DEFAULTS[name])
 """What every reader of a record relies on; a record without them is refused, not half-read."""
 
 
@@ -69,7 +81,8 @@ def make_record(*, cfg: TrainConfig, devices: int, trial: int, scaling: str, dev
         "trial": trial,
         "scaling": scaling,
         "batch_per_device": cfg.batch_size,
-        "global_batch": cfg.batch_size * devices,
+        "global_batch": cfg.batch_size * devices * cfg.grad_accum,
+        "grad_accum": cfg.grad_accum,
         "status": status,
         "error": error,
         "wall_s": wall_s,

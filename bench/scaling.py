@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import signal
 import sys
 from pathlib import Path
 
+import psutil
 import torch
 
 from mgpu_core.cli_args import OneLineErrorParser, add_config_arguments, config_from_args
@@ -18,6 +20,7 @@ from mgpu_core.distributed import usable_cores
 from mgpu_core.hardware import pick_device_type
 from mgpu_core.image_arrays import DataError
 
+from .axes import Axes
 from .comm import COMM_FILE, read_comm
 from .goal import Goal
 from .lock import LockedError, exclusive
@@ -47,18 +50,21 @@ def build_parser() -> OneLineErrorParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_arguments(parser.add_argument_group("sweep"), SweepConfig)
     add_config_arguments(parser.add_argument_group("goal"), Goal)
+    add_config_arguments(parser.add_argument_group("axes (comma lists; each value its own configuration)"), Axes)
     add_config_arguments(parser.add_argument_group("training (each configuration)"), TrainConfig,
-                         skip=("mode", "dp_gpus"), defaults={"epochs": None})
+                         skip=("mode", "dp_gpus", *(f.name for f in dataclasses.fields(Axes))),
+                         defaults={"epochs": None})
     return parser
 
 
-def parse(argv: list[str]) -> tuple[SweepConfig, Goal, TrainConfig, str, list[str]]:
+def parse(argv: list[str]) -> tuple[SweepConfig, Goal, Axes, TrainConfig, str, list[str]]:
     """(sweep, goal, base training config, device type, notices). Without --epochs: 20 on GPUs; on a CPU-only
     machine a quick run (1 epoch, on 10,000 samples unless --train-samples says otherwise), announced."""
     parser = build_parser()
     args = parser.parse_args(argv)
     sweep = config_from_args(SweepConfig, args, parser)
     goal = config_from_args(Goal, args, parser)
+    axes = config_from_args(Axes, args, parser)
     try:
         device_type = pick_device_type(args.device)
     except ConfigError as exc:
@@ -75,8 +81,15 @@ def parse(argv: list[str]) -> tuple[SweepConfig, Goal, TrainConfig, str, list[st
             notices.append(f"notice: no GPU and no --epochs: quick CPU settings, {args.epochs} epoch on "
                            f"{args.train_samples:,} training samples; give --epochs E (and --train-samples N) "
                            "for the full study")
-    args.mode = "ddp"  # the template every configuration is made from; ddp admits every flag (e.g. --sync-bn)
-    return sweep, goal, config_from_args(TrainConfig, args, parser), device_type, notices
+    # The template every configuration is made from (TrainConfig.for_mode adapts it); the axes fill in the rest.
+    axis_names = {f.name for f in dataclasses.fields(Axes)}
+    train = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
+             if hasattr(args, f.name) and f.name not in axis_names}
+    try:
+        base = TrainConfig(**train)
+    except ConfigError as exc:
+        parser.error(str(exc))
+    return sweep, goal, axes, base, device_type, notices
 
 
 def resolve_dataset(train: TrainConfig) -> TrainConfig:
@@ -85,6 +98,24 @@ def resolve_dataset(train: TrainConfig) -> TrainConfig:
     if data.name == "synthetic":
         return dataclasses.replace(train, dataset="synthetic")
     return dataclasses.replace(train, dataset="cifar10", download=False)
+
+
+def check_results_file(path: Path) -> None:
+    """The results file must be absent or a regular file this harness can read (not a link, a folder, a device)."""
+    if path.is_symlink() or (path.exists() and not path.is_file()):
+        raise ResultsError(f"{path}: not a regular file; move it aside or use another --out")
+    read_records(path)
+
+
+def refuse_leftovers(out: Path) -> None:
+    """Processes of an earlier sweep on this --out (its children name <out>/.handoff on their command line) must
+    not train beside a new one."""
+    marker = str((out / ".handoff").resolve())
+    left = [p.info["pid"] for p in psutil.process_iter(["pid", "cmdline"])
+            if p.info["pid"] != os.getpid() and marker in " ".join(p.info["cmdline"] or [])]
+    if left:
+        raise LockedError(f"{out}: processes of an earlier sweep are still running (pid {', '.join(map(str, left))});"
+                          " wait for them to end or end them, then rerun")
 
 
 class Terminated(KeyboardInterrupt):
@@ -97,21 +128,22 @@ def _terminate(signum, frame) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    sweep, goal, base, device_type, notices = parse(argv)
+    sweep, goal, axes, base, device_type, notices = parse(argv)
     visible = torch.cuda.device_count() if device_type == "cuda" else 0
     out = Path(sweep.out).expanduser()
     signal.signal(signal.SIGTERM, _terminate)
     try:
         out.mkdir(parents=True, exist_ok=True)
         with exclusive(out):
-            read_records(out / "results.jsonl")  # a results file this harness cannot extend fails now, not later
+            check_results_file(out / "results.jsonl")  # a file this harness cannot extend fails now, not later
+            refuse_leftovers(out)
             base = resolve_dataset(base)
             for line in notices:
                 print(line)
             runner = Sweep(sweep, goal, base, device_type, out, ["python", "-m", "bench.scaling", *argv])
             counts = sweep.gpus or default_counts(visible, usable_cores())
             entries = plan(counts, sweep.modes, sweep.trials, visible, usable_cores(), base.batch_size,
-                           sweep.global_batch, base.sync_bn)
+                           sweep.global_batch, axes, runner.variant_label)
             runner.run(entries, sweep.resume)
             write_report(read_records(runner.results), out, goal, study=runner.study(entries[0]),
                          comm_records=read_comm(out / COMM_FILE))

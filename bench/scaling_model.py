@@ -134,11 +134,15 @@ def extrapolate(points: dict[int, CommPoint], grad_bytes: float) -> dict[int, Co
 
 
 def mode_comm_s(mode: str, point: CommPoint) -> float:
-    """The communication one step of `mode` does: ddp one all-reduce, dp a broadcast and a reduce."""
+    """The communication one step of `mode` does: ddp one all-reduce; dp a broadcast and a reduce; fsdp an
+    all-gather of the parameters in forward, another in backward, and a reduce-scatter of the gradients."""
+    times = point.comm_s
     if mode == "ddp":
-        return point.comm_s.get("all_reduce", 0.0)
+        return times.get("all_reduce", 0.0)
     if mode == "dp":
-        return point.comm_s.get("broadcast", 0.0) + point.comm_s.get("reduce", 0.0)
+        return times.get("broadcast", 0.0) + times.get("reduce", 0.0)
+    if mode == "fsdp":
+        return 2 * times.get("all_gather", 0.0) + times.get("reduce_scatter", 0.0)
     return 0.0
 
 

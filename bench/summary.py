@@ -45,6 +45,8 @@ class Row:
     """Achieved TFLOP/s per device: FLOPs per training sample x samples/s per device (median over epochs)."""
     peak_memory_bytes: int | None = None
     """The largest peak memory of any rank."""
+    grad_accum: int = 1
+    comm_hook: str = "none"
 
     @property
     def label(self) -> str:
@@ -159,6 +161,8 @@ def summarize(records: list[dict], goal: Goal, comm_records: list[dict] = ()) ->
             note=failures[-1]["error"] if failures else None, explanation=evidence_of(ok), variant=variant,
             tflops_per_device=_median([v for r in ok for v in r.get("tflops_per_device", [])]),
             peak_memory_bytes=max((m for r in ok for m in r.get("peak_memory_bytes", [])), default=None),
+            grad_accum=group[-1]["train_config"].get("grad_accum", 1),
+            comm_hook=group[-1]["train_config"].get("ddp_comm_hook", "none"),
         ))
     reference = (records[-1] if records else {})
     ok_records = [r for r in records if r["status"] == "ok"]

@@ -21,7 +21,7 @@ from .goal import Goal
 from .launch import Outcome, child_command, run_logged
 from .plan import Planned
 from .provenance import collect
-from .results import append_record, config_key, make_record, read_records, study_id
+from .results import append_record, config_key, make_record, read_records, study_id, variant_label
 from .sweep_config import SweepConfig
 
 EPOCH_LINE = re.compile(r"^epoch \d+/\d+ ")
@@ -48,9 +48,12 @@ class Sweep:
     def child_config(self, entry: Planned) -> TrainConfig:
         """The configuration one child trains: its mode and devices, its share of the batch, the trial's seed."""
         batch = self.base.batch_size // entry.devices if self.sweep.global_batch else self.base.batch_size
-        return dataclasses.replace(self.base, mode=entry.mode, dp_gpus=entry.devices if entry.mode == "dp" else 1,
-                                   batch_size=max(1, batch), seed=self.base.seed + entry.trial,
-                                   sync_bn=self.base.sync_bn and entry.mode == "ddp")
+        return self.base.for_mode(entry.mode, dp_gpus=entry.devices if entry.mode == "dp" else 1,
+                                  batch_size=max(1, batch), seed=self.base.seed + entry.trial, **dict(entry.variant))
+
+    def variant_label(self, mode: str, variant: tuple[tuple[str, object], ...]) -> str:
+        """How a variant of the template reads in tables, legends and file names."""
+        return variant_label(self.base.for_mode(mode, **dict(variant)))
 
     def key(self, entry: Planned) -> str:
         return config_key(self.child_config(entry), entry.devices, entry.trial, self.scaling, self.device_type)
@@ -71,7 +74,7 @@ class Sweep:
 
     def launch(self, entry: Planned, on_epoch) -> tuple[Outcome, dict | None]:
         """Train one configuration in a child process tree; (outcome, its RunResult dict or None)."""
-        stem = f"{entry.mode}-x{entry.devices}-trial{entry.trial}"
+        stem = entry.stem
         handoff = self.out / ".handoff"
         handoff.mkdir(exist_ok=True)
         result_file, failure_file = handoff / f"{stem}.result.json", handoff / f"{stem}.failure.json"
@@ -94,7 +97,7 @@ class Sweep:
         """The collective benchmark for entry's device count, once per sweep (and not again on --resume), before
         the count's first configuration that communicates."""
         if (not self.sweep.comm or entry.skip or entry.devices < 2 or entry.mode == "single"
-                or entry.devices in measured):
+                or entry.devices in measured):  # one measurement per count serves every mode and variant
             return
         measured.add(entry.devices)
         study = self.study(entry)
@@ -102,7 +105,8 @@ class Sweep:
             tqdm.write(f"collectives x{entry.devices}: measured already")
             return
         comm = CommConfig(max_bytes=self.sweep.comm_max_bytes, timeout=self.sweep.timeout)
-        record, error = run_count(self.child_config(entry), comm, entry.devices, self.out, self.command_line,
+        plain = dataclasses.replace(entry, mode="ddp", variant=())  # the collectives do not depend on the variant
+        record, error = run_count(self.child_config(plain), comm, entry.devices, self.out, self.command_line,
                                   extra={"study": study})
         if error:
             tqdm.write(f"collectives x{entry.devices} {self.device_type}: FAILED: {error}")

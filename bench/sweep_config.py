@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from mgpu_core.config import MODES, ConfigError, Mode
+from mgpu_core.config import CLASSIC_MODES, ConfigError, Mode
 
 
 @dataclass(frozen=True)
@@ -14,8 +14,9 @@ class SweepConfig:
     """Device counts to sweep, e.g. 1,2,4 (default: 1, 2, 4, ... up to the visible GPUs; 1,2 on a CPU-only machine,
     where a count is a number of CPU processes)."""
 
-    modes: tuple[Mode, ...] = MODES
-    """Parallel modes to sweep. single always runs on 1 device: it is the baseline of speedups."""
+    modes: tuple[Mode, ...] = CLASSIC_MODES
+    """Parallel modes to sweep (fsdp on request). single always runs on 1 device: it is the baseline of
+    speedups."""
 
     trials: int = 1
     """Repeats of every configuration (seed + trial), for medians and spreads."""

@@ -6,16 +6,22 @@ import functools
 import math
 import types
 import typing
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Literal
 
 from .errors import ConfigError
 from .models import check_model
 from .recipe import RECIPE_FIELDS, Recipe, resolve_recipe
 
-Mode = Literal["single", "dp", "ddp"]
+Mode = Literal["single", "dp", "ddp", "fsdp"]
 MODES: tuple[str, ...] = typing.get_args(Mode)
 """The parallel modes, in the order tables and plots list them."""
+CLASSIC_MODES = ("single", "dp", "ddp")
+"""The classic experiment's modes: what a sweep runs unless --modes says otherwise."""
+DISTRIBUTED_MODES = ("ddp", "fsdp")
+"""Modes with one process per device in a process group (started by torchrun)."""
+CommHook = Literal["none", "bf16", "fp16", "powersgd"]
+FsdpWrap = Literal["layer", "model"]
 Pipeline = Literal["device", "dataloader"]
 DatasetName = Literal["auto", "cifar10", "synthetic"]
 DeviceKind = Literal["auto", "cuda", "cpu"]
@@ -29,8 +35,9 @@ LrScaling = Literal["none", "linear", "sqrt"]
 @dataclass(frozen=True)
 class TrainConfig:
     mode: Mode = "single"
-    """Parallel mode: single (one device, no wrapper), dp (nn.DataParallel, one process driving --devices GPUs),
-    ddp (DistributedDataParallel, one process per device, started by torchrun)."""
+    """Parallel mode: single (one device, no wrapper), dp (nn.DataParallel, one process driving --dp-gpus GPUs),
+    ddp (DistributedDataParallel, one process per device, started by torchrun), fsdp (FSDP2's fully_shard:
+    parameters, gradients and optimizer state sharded over the ranks, started by torchrun)."""
 
     dp_gpus: int = field(default=1, metadata={"aliases": ("--devices",)})
     """GPUs driven by the one nn.DataParallel process (dp only). single uses 1; ddp takes its world size from
@@ -51,6 +58,31 @@ class TrainConfig:
     sync_bn: bool = False
     """ddp only: convert BatchNorm layers to SyncBatchNorm, so every rank normalizes over the global batch rather
     than its own (recorded, and drawn as its own series)."""
+
+    grad_accum: int = 1
+    """Micro-batches per optimizer step: gradients of K batches accumulate (under ddp all but the last under
+    no_sync, under fsdp without gradient sync), so one step communicates once; the global batch is batch_size x
+    devices x K and the learning rate scales with it."""
+
+    ddp_bucket_mb: float = 25.0
+    """ddp only: DistributedDataParallel's bucket_cap_mb, the size of the gradient buckets all-reduced together."""
+
+    ddp_static_graph: bool = False
+    """ddp only: DistributedDataParallel's static_graph (the set of used parameters never changes)."""
+
+    ddp_grad_as_bucket_view: bool = False
+    """ddp only: gradient_as_bucket_view (gradients are views into the buckets: one copy less per step)."""
+
+    ddp_comm_hook: CommHook = "none"
+    """ddp only: gradient compression with torch's own hooks: bf16 or fp16 (all-reduce in half precision), or
+    powersgd (low-rank, error feedback; rank powersgd_rank, warm-started)."""
+
+    powersgd_rank: int = 2
+    """PowerSGD's matrix approximation rank (ddp_comm_hook powersgd)."""
+
+    fsdp_wrap: FsdpWrap = "layer"
+    """fsdp only: shard every layer that owns parameters, then the root (layer), or the whole model as one unit
+    (model)."""
 
     dataset: DatasetName = "auto"
     """auto: CIFAR-10 when found or downloadable, else synthetic with a notice; cifar10: CIFAR-10 or an error;
@@ -173,7 +205,7 @@ class TrainConfig:
             if isinstance(value, float) and not math.isfinite(value):
                 _fail(f.name, "must be a finite number", value)
         for name in ("dp_gpus", "synthetic_train_size", "synthetic_test_size", "batch_size", "eval_batch_size",
-                     "epochs", "image_size"):
+                     "epochs", "image_size", "grad_accum", "powersgd_rank"):
             _at_least(name, getattr(self, name), 1)
         for name in ("workers", "warmup_steps", "warmup_epochs", "seed"):
             _at_least(name, getattr(self, name), 0)
@@ -181,8 +213,11 @@ class TrainConfig:
             if getattr(self, name) is not None:
                 _at_least(name, getattr(self, name), 1)
         check_model(self.model, self.image_size)
-        if self.sync_bn and self.mode != "ddp":
-            _fail("sync_bn", f"SyncBatchNorm synchronizes ddp ranks; {self.mode} has none", self.sync_bn)
+        if not self.ddp_bucket_mb > 0:
+            _fail("ddp_bucket_mb", "must be > 0", self.ddp_bucket_mb)
+        for name, modes in MODE_ONLY.items():
+            if getattr(self, name) != DEFAULTS[name] and self.mode not in modes:
+                _fail(name, f"applies to {' and '.join(modes)} only, not {self.mode}", getattr(self, name))
         if self.seed >= 2**63:
             _fail("seed", "must be below 2**63", self.seed)
         hp = self.hparams
@@ -198,8 +233,10 @@ class TrainConfig:
             _fail("dist_timeout_s", f"must be in (0, {MAX_DIST_TIMEOUT_S:g}] seconds", self.dist_timeout_s)
         if self.mode != "dp" and self.dp_gpus != 1:
             _fail("dp_gpus", f"only dp drives several devices from one process; {self.mode} needs 1", self.dp_gpus)
-        if self.compile and self.mode == "dp":
-            _fail("compile", "torch.compile of nn.DataParallel is not supported; use single or ddp", self.compile)
+        if self.fused and self.mode == "fsdp":
+            _fail("fused", "fused optimizers do not take FSDP's sharded parameters; use --no-fused", self.fused)
+        if self.compile and self.mode in ("dp", "fsdp"):
+            _fail("compile", f"torch.compile of {self.mode} is not supported here; use single or ddp", self.compile)
         if self.compile and self.warmup_steps + self.warmup_epochs == 0:
             _fail("warmup_steps", "compile needs at least one warm-up step, so that compiling stays off the clock", 0)
         if self.mode == "dp" and self.device == "cpu":
@@ -211,6 +248,14 @@ class TrainConfig:
         writes the instance dict directly)."""
         return resolve_recipe(self.recipe, {name: getattr(self, name) for name in RECIPE_FIELDS})
 
+    def for_mode(self, mode: str, **changes) -> TrainConfig:
+        """This configuration in `mode`: the settings of other modes' wrappers go back to their defaults (a sweep
+        template carries every mode's settings)."""
+        reset = {name: DEFAULTS[name] for name, modes in MODE_ONLY.items() if mode not in modes}
+        if mode == "fsdp":
+            reset["fused"] = False  # fused optimizers do not take fsdp's sharded parameters
+        return replace(self, mode=mode, **(reset | changes))
+
     @property
     def devices_per_process(self) -> int:
         return self.dp_gpus if self.mode == "dp" else 1
@@ -221,6 +266,11 @@ class TrainConfig:
 
 
 RECIPE_NAMES: tuple[str, ...] = typing.get_args(RecipeName)
+DEFAULTS = {f.name: f.default for f in fields(TrainConfig)}
+MODE_ONLY = {"sync_bn": ("ddp",), "ddp_bucket_mb": ("ddp",), "ddp_static_graph": ("ddp",),
+             "ddp_grad_as_bucket_view": ("ddp",), "ddp_comm_hook": ("ddp",), "powersgd_rank": ("ddp",),
+             "fsdp_wrap": ("fsdp",)}
+"""Settings that belong to one mode's wrapper: another mode refuses a value other than the default."""
 MAX_DIST_TIMEOUT_S = 7 * 24 * 3600.0
 """A week: longer is surely a typo (and beyond what timedelta arithmetic in the process group accepts)."""
 

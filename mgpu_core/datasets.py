@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from .cifar_files import download_cifar10, find_cifar10
+from .cifar_files import download_cifar10, find_cifar10, layout_problem
 from .config import TrainConfig
 from .image_arrays import DataError, ImageArrays
 from .synthetic import synthetic_cifar
@@ -26,9 +26,13 @@ def _load_whole(cfg: TrainConfig, notice: Callable[[str], None]) -> ImageArrays:
     cache_dir = Path(cfg.cache_dir).expanduser() if cfg.cache_dir else DEFAULT_HOME
     if cfg.data_dir and not data_dir.exists():
         raise DataError(f"{data_dir}: no such file or folder (--data-dir)")
+    if cache_dir.exists() and not cache_dir.is_dir():
+        raise DataError(f"{cache_dir}: not a folder (--cache-dir, default ~/.cache/mgpu-bench)")
     found = find_cifar10(data_dir, cache_dir)
     if found is not None:
         return found
+    if cfg.data_dir:  # a location the user named holds no CIFAR-10: never stand in synthetic data for it
+        raise DataError(f"{data_dir}: no CIFAR-10 there ({layout_problem(data_dir)}) (--data-dir)")
     reason = "download disabled"
     if cfg.download:
         found, reason = download_cifar10(data_dir)

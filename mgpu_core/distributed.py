@@ -5,14 +5,14 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import timedelta
 
 import torch
 import torch.distributed as dist
 
-from .config import ConfigError, TrainConfig
+from .config import DISTRIBUTED_MODES, ConfigError, TrainConfig
 from .hardware import pick_device_type
 
 
@@ -59,17 +59,18 @@ def usable_cores() -> int:
 
 @contextmanager
 def process_group(cfg: TrainConfig, init_method: str | None = None) -> Iterator[DistEnv]:
-    """The process's place in the run. Under ddp, a process group comes up from torchrun's variables (RANK,
+    """The process's place in the run. Under ddp and fsdp, a process group comes up from torchrun's variables (RANK,
     WORLD_SIZE, LOCAL_RANK, MASTER_ADDR/PORT), or from `init_method` plus those variables, or, with none set, as a
     group of one; it is torn down on exit, also on error. single and dp run with no group."""
     device_type = resolve_device_type(cfg)
-    rank = int(os.environ.get("RANK", 0)) if cfg.mode == "ddp" else 0
-    world = int(os.environ.get("WORLD_SIZE", 1)) if cfg.mode == "ddp" else 1
-    local_rank = int(os.environ.get("LOCAL_RANK", 0)) if cfg.mode == "ddp" else 0
-    local_world = int(os.environ.get("LOCAL_WORLD_SIZE", world)) if cfg.mode == "ddp" else 1
+    grouped = cfg.mode in DISTRIBUTED_MODES
+    rank = int(os.environ.get("RANK", 0)) if grouped else 0
+    world = int(os.environ.get("WORLD_SIZE", 1)) if grouped else 1
+    local_rank = int(os.environ.get("LOCAL_RANK", 0)) if grouped else 0
+    local_world = int(os.environ.get("LOCAL_WORLD_SIZE", world)) if grouped else 1
 
     if device_type == "cuda":
-        needed = local_rank + 1 if cfg.mode == "ddp" else cfg.dp_gpus
+        needed = local_rank + 1 if grouped else cfg.dp_gpus
         if needed > torch.cuda.device_count():
             raise ConfigError(f"dp_gpus: {needed} GPUs needed on this node, {torch.cuda.device_count()} visible")
         device = torch.device("cuda", local_rank)
@@ -79,14 +80,16 @@ def process_group(cfg: TrainConfig, init_method: str | None = None) -> Iterator[
     threads = cfg.threads or max(1, usable_cores() // local_world)  # ranks on one node share its cores
     torch.set_num_threads(threads)
 
-    if cfg.mode != "ddp":
+    if not grouped:
         yield DistEnv(rank, world, local_rank, local_world, device, None, threads, cfg.devices_per_process)
         return
 
     backend = "nccl" if device_type == "cuda" else "gloo"
-    with tempfile.TemporaryDirectory() as tmp:
-        if init_method is None and "MASTER_ADDR" not in os.environ:
-            init_method = f"file://{tmp}/rendezvous"  # a group of one, started without torchrun
+    alone = init_method is None and "MASTER_ADDR" not in os.environ  # a group of one, started without torchrun
+    # Under torchrun no temporary folder is made, so a worker ended by a signal leaves none behind.
+    with tempfile.TemporaryDirectory(prefix="mgpu-rendezvous-") if alone else nullcontext(None) as tmp:
+        if alone:
+            init_method = f"file://{tmp}/rendezvous"
         dist.init_process_group(backend, init_method=init_method, rank=rank, world_size=world,
                                 timeout=timedelta(seconds=cfg.dist_timeout_s),
                                 device_id=device if device_type == "cuda" else None)

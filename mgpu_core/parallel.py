@@ -1,13 +1,21 @@
-"""Wrapping the model for single / dp / ddp, and the one place that unwraps it."""
+"""Wrapping the model for single / dp / ddp / fsdp (with DDP's knobs and comm hooks), and the one place that
+unwraps it."""
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 import torch
 from torch import nn
+from torch.distributed.algorithms.ddp_comm_hooks import default_hooks, powerSGD_hook
+from torch.distributed.fsdp import FSDPModule, MixedPrecisionPolicy, fully_shard
 from torch.nn.parallel import DistributedDataParallel
 
 from .config import TrainConfig
 from .distributed import DistEnv
+
+POWERSGD_START_ITER = 2
+"""PowerSGD all-reduces uncompressed for its first steps (torch requires > 1), then compresses."""
 
 
 def wrap_model(model: nn.Module, cfg: TrainConfig, env: DistEnv) -> nn.Module:
@@ -17,20 +25,70 @@ def wrap_model(model: nn.Module, cfg: TrainConfig, env: DistEnv) -> nn.Module:
       the model every step and gathers outputs on GPU 0; one optimizer step per global batch of B x devices.
     - ddp: one process per device, each with its own batch of B; gradients are averaged by all-reduce, so one step
       equals a single-process step on the B x world_size union of the ranks' batches.
+    - fsdp: as ddp, but each rank holds a shard of the parameters; they are all-gathered for forward and backward
+      and the gradients reduce-scattered, so one step again equals one on the union batch.
+    With grad_accum K, one optimizer step takes K such batches per device.
     """
     model = model.to(env.device)
-    if cfg.channels_last:
+    if cfg.channels_last and cfg.mode != "fsdp":  # FSDP2 shards contiguous parameters only; inputs stay NHWC
         model = model.to(memory_format=torch.channels_last)
     if cfg.mode == "dp":
         return nn.DataParallel(model, device_ids=list(range(cfg.dp_gpus)))
+    if cfg.mode == "fsdp":
+        return _fully_shard(model, cfg)
     if cfg.mode == "ddp":
         if cfg.sync_bn:
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-        model = DistributedDataParallel(model, device_ids=[env.device.index] if env.device.type == "cuda" else None)
+        model = DistributedDataParallel(model, device_ids=[env.device.index] if env.device.type == "cuda" else None,
+                                        bucket_cap_mb=cfg.ddp_bucket_mb, static_graph=cfg.ddp_static_graph,
+                                        gradient_as_bucket_view=cfg.ddp_grad_as_bucket_view)
+        _register_hook(model, cfg)
     return torch.compile(model) if cfg.compile else model  # DDP first: compile then splits graphs at its buckets
 
 
+def _register_hook(model: DistributedDataParallel, cfg: TrainConfig) -> None:
+    if cfg.ddp_comm_hook == "bf16":
+        model.register_comm_hook(None, default_hooks.bf16_compress_hook)
+    elif cfg.ddp_comm_hook == "fp16":
+        model.register_comm_hook(None, default_hooks.fp16_compress_hook)
+    elif cfg.ddp_comm_hook == "powersgd":
+        state = powerSGD_hook.PowerSGDState(process_group=None, matrix_approximation_rank=cfg.powersgd_rank,
+                                            start_powerSGD_iter=POWERSGD_START_ITER, warm_start=True,
+                                            random_seed=cfg.seed)
+        model.register_comm_hook(state, powerSGD_hook.powerSGD_hook)
+
+
+def _fully_shard(model: nn.Module, cfg: TrainConfig) -> nn.Module:
+    """FSDP2: with fsdp_wrap layer, every module that owns parameters is its own unit (communication overlaps
+    compute layer by layer), then the root; with model, the whole model is one unit. bf16 computes in bf16 and
+    reduces gradients in fp32."""
+    policy = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32) \
+        if cfg.precision == "bf16" else MixedPrecisionPolicy()
+    if cfg.fsdp_wrap == "layer":
+        for module in list(model.modules())[1:]:
+            if any(True for _ in module.parameters(recurse=False)):
+                fully_shard(module, mp_policy=policy)
+    fully_shard(model, mp_policy=policy)
+    return model
+
+
+def gradient_sync(model: nn.Module, sync: bool):
+    """A context for one micro-batch's backward: without sync, ddp skips its all-reduce (no_sync) and fsdp its
+    reduce-scatter, so accumulation communicates once per optimizer step."""
+    if isinstance(model, DistributedDataParallel):
+        return nullcontext() if sync else model.no_sync()
+    if isinstance(model, FSDPModule):
+        model.set_requires_gradient_sync(sync)
+    return nullcontext()
+
+
 def unwrap(model: nn.Module) -> nn.Module:
-    """The bare model inside torch.compile's and DataParallel's or DistributedDataParallel's wrappers."""
+    """The bare model inside torch.compile's and DataParallel's or DistributedDataParallel's wrappers (fsdp's
+    fully_shard changes the model in place: it is its own bare model, with sharded parameters)."""
     model = getattr(model, "_orig_mod", model)  # torch.compile's OptimizedModule
     return model.module if isinstance(model, nn.DataParallel | DistributedDataParallel) else model
+
+
+def full_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Every parameter and buffer whole, on every rank (fsdp's shards gathered: a collective)."""
+    return {k: v.full_tensor() if hasattr(v, "full_tensor") else v for k, v in unwrap(model).state_dict().items()}

@@ -21,7 +21,7 @@ from .distributed import DistEnv, all_gather_to_host, all_reduce_to_host, barrie
 from .hardware import bf16_supported, device_name
 from .image_arrays import ImageArrays
 from .models import build_model, flops_per_sample, gradient_bytes, parameter_count, peak_tflops
-from .parallel import unwrap, wrap_model
+from .parallel import gradient_sync, unwrap, wrap_model
 from .pipelines import build_pipelines
 from .recipe import lr_multiplier, lr_scale, make_optimizer
 
@@ -127,20 +127,25 @@ class StepRunner:
         self.data_wait_s = 0.0
         """Host seconds spent fetching batches in the last run (two host clock reads per step, no device sync)."""
         self.label_smoothing = cfg.hparams.label_smoothing
+        self.accum = cfg.grad_accum
+        self.model_info: ModelInfo | None = None
+        """Parameters, gradient bytes and FLOPs of the unwrapped model (set by prepare)."""
         self.region = nullcontext  # bench.profile sets torch.profiler.record_function to name the step's parts
         self.autocast = lambda: torch.autocast(env.device.type, dtype=torch.bfloat16,
                                                enabled=cfg.precision == "bf16")
 
     def run(self, batches: Iterable, max_steps: int | None = None):
-        """Train on `batches` (at most max_steps). Returns (loss_sum, correct) as device tensors, and the host-known
-        (samples, steps)."""
+        """Train on `batches` (at most max_steps optimizer steps of grad_accum micro-batches each; micro-batches
+        at the end that do not fill a step are left out). Returns (loss_sum, correct) as device tensors, and the
+        host-known (samples, steps)."""
         self.model.train()
         loss_sum = torch.zeros((), device=self.env.device)
         correct = torch.zeros((), dtype=torch.int64, device=self.env.device)
-        samples = steps = 0
+        samples = steps = micro = 0
+        usable = len(batches) // self.accum * self.accum if hasattr(batches, "__len__") else None
         self.data_wait_s = 0.0
         batches = iter(batches)
-        while steps != max_steps:
+        while steps != max_steps and micro != usable:
             fetch_start = time.perf_counter()
             with self.region("data"):
                 batch = next(batches, None)
@@ -148,19 +153,24 @@ class StepRunner:
             if batch is None:
                 break
             x, y = batch
-            with self.region("forward"), self.autocast():
-                logits = self.model(x)
-                loss = F.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
-            with self.region("backward"):
-                self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-            with self.region("optimizer"):
-                self.optimizer.step()
-                self.scheduler.step()
+            last = micro % self.accum == self.accum - 1
+            with gradient_sync(self.model, last):
+                with self.region("forward"), self.autocast():
+                    logits = self.model(x)
+                    loss = F.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
+                with self.region("backward"):
+                    if micro % self.accum == 0:
+                        self.optimizer.zero_grad(set_to_none=True)
+                    (loss / self.accum).backward()  # the mean over the K micro-batches of the step
+            if last:
+                with self.region("optimizer"):
+                    self.optimizer.step()
+                    self.scheduler.step()
+                steps += 1
             loss_sum += loss.detach().float() * y.shape[0]
             correct += (logits.argmax(1) == y).sum()
             samples += y.shape[0]
-            steps += 1
+            micro += 1
         return loss_sum, correct, samples, steps
 
 
@@ -195,8 +205,9 @@ def evaluate(model: nn.Module, pipeline, cfg: TrainConfig, env: DistEnv, epoch: 
     loss_sum = torch.zeros((), dtype=torch.float64, device=env.device)
     correct = torch.zeros((), dtype=torch.int64, device=env.device)
     samples = 0
+    batches = lockstep_batches(pipeline, cfg, env) if cfg.mode == "fsdp" else pipeline
     with torch.autocast(env.device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
-        for x, y in pipeline:
+        for x, y in batches:
             logits = net(x)
             loss_sum += F.cross_entropy(logits.float(), y, reduction="sum")
             correct += (logits.argmax(1) == y).sum()
@@ -205,6 +216,19 @@ def evaluate(model: nn.Module, pipeline, cfg: TrainConfig, env: DistEnv, epoch: 
     [time_s] = all_reduce_to_host(env, [time.perf_counter() - start], dist.ReduceOp.MAX)
     return EvalRecord(epoch=epoch, accuracy=correct / samples, loss=loss_sum / samples, correct=int(correct),
                       samples=int(samples), time_s=time_s)
+
+
+def lockstep_batches(pipeline, cfg: TrainConfig, env: DistEnv):
+    """fsdp's forward is a collective (it all-gathers parameters), so every rank must run as many as the others:
+    a rank whose shard ran out runs empty batches (no samples, nothing counted) until the longest is done."""
+    [most] = all_reduce_to_host(env, [len(pipeline)], dist.ReduceOp.MAX)
+    empty = torch.empty(0, 3, cfg.image_size, cfg.image_size, device=env.device)
+    if cfg.channels_last:
+        empty = empty.contiguous(memory_format=torch.channels_last)
+    no_labels = torch.empty(0, dtype=torch.int64, device=env.device)
+    yield from pipeline
+    for _ in range(int(most) - len(pipeline)):
+        yield empty, no_labels
 
 
 def warm_up(runner: StepRunner, pipeline, cfg: TrainConfig) -> tuple[float, float, int]:
@@ -241,11 +265,13 @@ def warm_up(runner: StepRunner, pipeline, cfg: TrainConfig) -> tuple[float, floa
 
 
 def make_runner(model: nn.Module, cfg: TrainConfig, env: DistEnv, steps_per_epoch: int) -> StepRunner:
-    """Optimizer and schedule of cfg's recipe, the learning rate scaled to the run's global batch."""
+    """Optimizer and schedule of cfg's recipe, the learning rate scaled to the run's global batch (micro-batches
+    of accumulation included); `steps_per_epoch` counts batches, the schedule counts optimizer steps."""
     hp = cfg.hparams
-    global_batch = cfg.batch_size * env.total_devices
+    global_batch = cfg.batch_size * env.total_devices * cfg.grad_accum
     optimizer = make_optimizer(model, hp.optimizer, hp.lr * lr_scale(hp.lr_scaling, global_batch),
                                hp.weight_decay, fused=cfg.fused)
+    steps_per_epoch = max(1, steps_per_epoch // cfg.grad_accum)  # optimizer steps, not micro-batches
     schedule = lr_multiplier(hp.schedule, round(hp.lr_ramp_epochs * steps_per_epoch), cfg.epochs * steps_per_epoch)
     return StepRunner(model, optimizer, LambdaLR(optimizer, schedule), cfg, env)
 
@@ -254,9 +280,21 @@ def prepare(cfg: TrainConfig, env: DistEnv, data: ImageArrays):
     """(runner, train pipeline, test pipeline): the wrapped model, its optimizer and schedule, and the data."""
     torch.manual_seed(cfg.seed)  # the same initial weights on every rank and in every mode
     torch.backends.cudnn.benchmark = cfg.cudnn_benchmark
-    model = wrap_model(build_model(cfg.model, len(data.classes), cfg.image_size), cfg, env)
+    bare = build_model(cfg.model, len(data.classes), cfg.image_size)
+    info = ModelInfo(parameter_count(bare), gradient_bytes(bare), flops_per_sample(bare, cfg.image_size, env.device))
+    model = wrap_model(bare, cfg, env)
     train_pipe, test_pipe = build_pipelines(cfg, data, env)
-    return make_runner(model, cfg, env, len(train_pipe)), train_pipe, test_pipe
+    runner = make_runner(model, cfg, env, len(train_pipe))
+    runner.model_info = info
+    return runner, train_pipe, test_pipe
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a model is, counted on the whole (unsharded) model before wrapping."""
+    parameters: int
+    gradient_bytes: int
+    flops_per_sample: float
 
 
 def peak_memory_bytes(env: DistEnv) -> int:
@@ -278,16 +316,16 @@ def train_and_evaluate(cfg: TrainConfig, env: DistEnv, data: ImageArrays,
     device_synchronize(env)
     setup_s = time.perf_counter() - start
 
-    bare = unwrap(model)
-    flops = flops_per_sample(bare, cfg.image_size, env.device)
+    info = runner.model_info
+    flops = info.flops_per_sample
     compile_s, warmup_s, warmup_steps = warm_up(runner, train_pipe, cfg)
-    result = RunResult(model=cfg.model, parameters=parameter_count(bare), gradient_bytes=gradient_bytes(bare),
+    result = RunResult(model=cfg.model, parameters=info.parameters, gradient_bytes=info.gradient_bytes,
                        flops_per_sample=flops, peak_tflops=peak_tflops(device_name(env.device), cfg.precision)
                        if env.device.type == "cuda" else None,
                        config=cfg.to_dict(), dataset=data.describe(), device_type=env.device.type,
                        device_name=device_name(env.device), devices=env.total_devices, world_size=env.world_size,
                        nodes=max(1, env.world_size // env.local_world_size), backend=env.backend,
-                       threads=env.threads, global_batch=cfg.batch_size * env.total_devices,
+                       threads=env.threads, global_batch=cfg.batch_size * env.total_devices * cfg.grad_accum,
                        lr_peak=runner.scheduler.base_lrs[0], setup_s=setup_s, compile_s=compile_s,
                        warmup_s=warmup_s, warmup_steps=warmup_steps)
     log(f"warm-up {warmup_steps} steps in {warmup_s:.2f} s" + (f" + compile {compile_s:.1f} s" if cfg.compile else "")

@@ -183,3 +183,21 @@ def test_no_accuracy_target_is_claimed_for_a_model_the_recipe_was_not_tuned_for(
     assert not study.accuracy_claimed and study.title.startswith("resnet18 (2.12M parameters")
     assert [r.verdict for r in study.rows] == ["baseline", "time cut met (no accuracy target claimed)"]
     assert "not claimed here: the reference recipe is tuned for SimpleCNN" in markdown_summary(study, [])
+
+
+def test_records_are_strict_json(tmp_path):
+    rec = record("single", 1, [1.0])
+    rec["train_loss"] = float("nan")
+    rec["samples_per_s"] = [float("inf"), 2.0]
+    append_record(tmp_path / "r.jsonl", rec)
+    text = (tmp_path / "r.jsonl").read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    [back] = read_records(tmp_path / "r.jsonl")
+    assert back["train_loss"] is None and back["samples_per_s"] == [None, 2.0]
+
+
+def test_profile_divides_by_the_steps_that_ran():
+    from bench.profile import table
+    text = table([("data", 10.0, 0.0)], wall_s=0.2, steps=4, title="t", asked=30)
+    assert "4 steps (of 30 asked: the epoch holds no more) in 0.200 s wall (50.0 ms/step)" in text
+    assert "| data | 10.0 | 2.50 |" in text

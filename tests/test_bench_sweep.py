@@ -87,7 +87,7 @@ def test_hung_rank_times_out_and_leaves_no_process(tmp_path):
     (["--gpus", "2,2"], "duplicate items"),
     (["--batch-size", "0"], "batch_size: must be an integer >= 1"),
     (["--dataset", "cifar10", "--data-dir", "/nonexistent/cifar"], "/nonexistent/cifar: no such file or folder"),
-    (["--modes", "single,fsdp"], "unknown fsdp"),
+    (["--modes", "single,tp"], "unknown tp"),
 ])
 def test_bad_arguments_one_line_nonzero_no_traceback(tmp_path, args, text):
     proc = sweep(tmp_path / "out", *args, timeout=120)

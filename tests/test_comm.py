@@ -22,9 +22,9 @@ def test_a_wrong_result_is_a_failure_not_a_number(monkeypatch):
     env = DistEnv(rank=0, world_size=1, local_rank=0, local_world_size=1, device=torch.device("cpu"), backend=None,
                   threads=1)
     comm = CommConfig(iters=3, warmup_iters=0)
-    monkeypatch.setattr(collectives, "_issue", lambda op, buf: None)  # one rank: all-reduce leaves it as it is
+    monkeypatch.setattr(collectives, "_issue", lambda op, inp, out: None)  # one rank: all-reduce leaves it be
     assert time_collective(env, "all_reduce", 4096, comm) > 0
-    monkeypatch.setattr(collectives, "_issue", lambda op, buf: buf.mul_(3))  # a broken collective
+    monkeypatch.setattr(collectives, "_issue", lambda op, inp, out: out.mul_(3))  # a broken collective
     with pytest.raises(CommCheckError, match="all_reduce of 4096 bytes returned a wrong result"):
         time_collective(env, "all_reduce", 4096, comm)
 
@@ -47,9 +47,11 @@ def test_two_gloo_ranks_end_to_end(tmp_path):
     ops = {(r["op"], r["bytes"]) for r in rec["rows"]}
     assert ("all_reduce", rec["grad_bytes"]) in ops and ("all_reduce", DDP_BUCKET_BYTES) in ops
     assert ("broadcast", rec["grad_bytes"]) in ops and ("reduce", rec["grad_bytes"]) in ops
+    assert ("all_gather", rec["grad_bytes"]) in ops and ("reduce_scatter", rec["grad_bytes"]) in ops
     for row in rec["rows"]:
         assert row["check"] == "ok" and row["time_s"] > 0
-        assert row["busbw_bytes_per_s"] == pytest.approx(row["algbw_bytes_per_s"])  # factor 2(n-1)/n = 1 at n=2
+        factor = 0.5 if row["op"] in ("all_gather", "reduce_scatter") else 1.0  # (n-1)/n and 2(n-1)/n at n=2
+        assert row["busbw_bytes_per_s"] == pytest.approx(row["algbw_bytes_per_s"] * factor)
     assert rec["compute_step_s"] > 0 and rec["provenance"]["topology"]["kind"] == "cpu"
     assert "| 2 cpu | all_reduce | 8.10 MiB (model) |" in proc.stdout
     with Image.open(tmp_path / "comm.png") as image:

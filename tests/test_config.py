@@ -31,7 +31,7 @@ def test_every_field_has_a_docstring():
 @pytest.mark.parametrize("overrides, field", [
     ({"batch_size": 0}, "batch_size"),
     ({"epochs": 0}, "epochs"),
-    ({"mode": "fsdp"}, "mode"),
+    ({"mode": "tp"}, "mode"),
     ({"pipeline": "magic"}, "pipeline"),
     ({"dataset": "imagenet"}, "dataset"),
     ({"precision": "fp8"}, "precision"),
@@ -62,7 +62,7 @@ def run_cli(*args):
 @pytest.mark.parametrize("args, text", [
     (["--batch-size", "0"], "batch_size: must be an integer >= 1"),
     (["--batch-size", "a"], "invalid int value"),
-    (["--mode", "fsdp"], "invalid choice"),
+    (["--mode", "tp"], "invalid choice"),
     (["--epochs", "-1"], "epochs"),
     (["--dataset", "cifar10", "--data-dir", "/nonexistent/cifar"], "/nonexistent/cifar: no such file or folder"),
     (["--mode", "dp", "--devices", "2", "--device", "cpu"], "dp needs CUDA"),  # the old name of --dp-gpus

@@ -1,4 +1,7 @@
 
+import pickle
+import re
+import shutil
 import tarfile
 
 import numpy as np
@@ -82,18 +85,81 @@ def test_test_classes_must_match_train_classes(tmp_path):
         find_cifar10(tmp_path / "tree", tmp_path / "cache")
 
 
-def test_auto_falls_back_to_synthetic_with_a_notice(tmp_path):
+def test_auto_falls_back_only_where_the_user_named_no_location(tmp_path, monkeypatch):
+    from mgpu_core import datasets
+    monkeypatch.setattr(datasets, "DEFAULT_HOME", tmp_path / "home")
     notices = []
-    cfg = TrainConfig(dataset="auto", data_dir=str(tmp_path), download=False, synthetic_train_size=64,
-                      synthetic_test_size=16)
+    cfg = TrainConfig(dataset="auto", download=False, synthetic_train_size=64, synthetic_test_size=16)
     data = load_dataset(cfg, notice=notices.append)
     assert data.name == "synthetic" and len(data.train_y) == 64
-    assert len(notices) == 1 and "synthetic" in notices[0] and str(tmp_path) in notices[0]
+    assert len(notices) == 1 and "synthetic" in notices[0] and str(tmp_path / "home") in notices[0]
+    write_tree(tmp_path / "tree", per_class=1)
+    for named, why in ((tmp_path / "tree" / "train", "it is a train/ folder; give the folder that holds train/"),
+                       (tmp_path / "empty", "expected cifar-10-batches-py/, train/ + test/")):
+        named.mkdir(exist_ok=True)
+        with pytest.raises(DataError, match="^" + re.escape(f"{named}: no CIFAR-10 there ({why}")):
+            load_dataset(TrainConfig(dataset="auto", data_dir=str(named), download=False), notice=notices.append)
+    shutil.rmtree(tmp_path / "tree" / "test")
+    with pytest.raises(DataError, match="missing test/ beside train/"):
+        load_dataset(TrainConfig(dataset="auto", data_dir=str(tmp_path / "tree"), download=False))
 
 
-def test_cifar10_requested_but_absent_is_an_error(tmp_path):
-    with pytest.raises(DataError, match="no CIFAR-10 found"):
-        load_dataset(TrainConfig(dataset="cifar10", data_dir=str(tmp_path), download=False))
+def test_the_cache_follows_any_file_changing_in_place(tmp_path):
+    write_tree(tmp_path / "tree", per_class=2)
+    first = find_cifar10(tmp_path / "tree", tmp_path / "cache")
+    target = tmp_path / "tree" / "train" / "cat" / "0001.png"
+    Image.fromarray(np.zeros((32, 32, 3), dtype=np.uint8)).save(target)  # same name, new content
+    again = find_cifar10(tmp_path / "tree", tmp_path / "cache")
+    assert not np.array_equal(first.train_x, again.train_x)
+    (tmp_path / "tree" / "test" / "dog" / "0000.png").write_bytes(b"garbage")
+    with pytest.raises(DataError, match="test/dog/0000.png: unreadable image"):
+        find_cifar10(tmp_path / "tree", tmp_path / "cache")
+
+
+def test_a_stale_cache_temporary_is_removed_and_a_fresh_one_kept(tmp_path):
+    import os
+    import time
+    write_tree(tmp_path / "tree", per_class=1)
+    (tmp_path / "cache").mkdir()
+    stale, fresh = tmp_path / "cache" / ".cifar10-old.npz.abc.tmp", tmp_path / "cache" / ".cifar10-new.npz.def.tmp"
+    stale.write_bytes(b"x" * 100)
+    fresh.write_bytes(b"y")
+    old = time.time() - 3600
+    os.utime(stale, (old, old))
+    find_cifar10(tmp_path / "tree", tmp_path / "cache")
+    assert not stale.exists() and fresh.exists()
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("string_labels", "data_batch_1: not a CIFAR-10 batch"),
+    ("meta_not_a_dict", "batches.meta: expected 10 label names"),
+])
+def test_malformed_official_batches_are_one_line(tmp_path, damage, message):
+    write_official(tmp_path)
+    folder = tmp_path / "cifar-10-batches-py"
+    if damage == "string_labels":
+        with open(folder / "data_batch_1", "wb") as f:
+            pickle.dump({"data": np.zeros((2, 3072), dtype=np.uint8), "labels": ["cat", "dog"]}, f)
+    else:
+        with open(folder / "batches.meta", "wb") as f:
+            pickle.dump(["not", "a", "dict"], f)
+    with pytest.raises(DataError, match=message):
+        read_official(folder)
+
+
+def test_a_zip_named_tar_gz_is_one_line(tmp_path):
+    import zipfile
+    with zipfile.ZipFile(tmp_path / "cifar.tar.gz", "w") as z:
+        z.writestr("train/cat/0.png", b"x")
+    with pytest.raises(DataError, match="cifar.tar.gz: unreadable archive"):
+        find_cifar10(tmp_path / "cifar.tar.gz", tmp_path / "cache")
+
+
+def test_cifar10_requested_but_absent_is_an_error(tmp_path, monkeypatch):
+    from mgpu_core import datasets
+    monkeypatch.setattr(datasets, "DEFAULT_HOME", tmp_path / "home")
+    with pytest.raises(DataError, match="home/cifar10: no CIFAR-10 found .* and no download \\(download disabled"):
+        load_dataset(TrainConfig(dataset="cifar10", download=False))
 
 
 def test_train_subset_is_seeded_and_keeps_test_whole(tmp_path):

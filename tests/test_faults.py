@@ -3,6 +3,7 @@ environments), each with what must hold afterwards."""
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -104,7 +105,7 @@ def test_results_of_another_schema_version_are_refused(tmp_path):
 @pytest.mark.parametrize("damage, message", [
     ("nine_classes", "9 class folders with images under train/ (CIFAR-10 has 10)"),
     ("unreadable_image", "train/cat/0000.png: unreadable image"),
-    ("empty", "no CIFAR-10 found"),
+    ("empty", "no CIFAR-10 there (expected cifar-10-batches-py/, train/ + test/"),
     ("truncated_batch", "data_batch_2: unreadable CIFAR-10 batch file"),
     ("missing_batch", "data_batch_5: missing CIFAR-10 batch file"),
     ("wrong_layout", "test_batch: not a CIFAR-10 batch"),
@@ -196,3 +197,97 @@ def test_empty_cuda_visible_devices(tmp_path):
     assert refused.returncode == 2 and refused.stderr.strip() == (
         "python -m bench.scaling: error: device: cuda requested but no CUDA device is visible")
     assert not (tmp_path / "cuda").exists()  # refused before anything was created
+
+
+@pytest.mark.slow
+def test_sigkill_on_the_sweep_takes_its_children_with_it(tmp_path):
+    args = ["--gpus", "2", "--modes", "ddp", *TINY, "--synthetic-train-size", "16384", "--dist-timeout-s", "60"]
+    proc = subprocess.Popen([sys.executable, "-m", "bench.scaling", "--out", str(tmp_path), *args],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log = tmp_path / "logs" / "ddp-x2-trial0.log"
+    deadline = time.monotonic() + 240
+    while not (log.exists() and "warm-up" in log.read_text()):
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.2)
+    proc.kill()
+    proc.wait()
+    deadline = time.monotonic() + 60
+    while processes_mentioning(str(tmp_path)) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert processes_mentioning(str(tmp_path)) == []  # the parent-death signal ended torchrun, torchrun its workers
+
+
+@pytest.mark.slow
+def test_a_sweep_refuses_to_run_beside_leftovers_of_its_out(tmp_path):
+    (tmp_path / ".handoff").mkdir()
+    leftover = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)",
+                                 str(tmp_path / ".handoff" / "ddp-x2-trial0.result.json")])
+    try:
+        proc = sweep(tmp_path, "--gpus", "1", *TINY, "--resume", timeout=120)
+    finally:
+        leftover.kill()
+        leftover.wait()
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
+    assert f"processes of an earlier sweep are still running (pid {leftover.pid})" in proc.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("damage, message", [
+    ("folder", "results.jsonl: not a regular file"),
+    ("devnull", "results.jsonl: not a regular file"),
+    ("undecodable", "results.jsonl: not a results file (undecodable byte at offset 1)"),
+    ("missing_keys", "results.jsonl:1: record without study, key"),
+])
+def test_a_results_file_that_cannot_be_extended_is_refused_before_training(tmp_path, damage, message):
+    results = tmp_path / "results.jsonl"
+    if damage == "folder":
+        results.mkdir()
+    elif damage == "devnull":
+        results.symlink_to("/dev/null")
+    elif damage == "undecodable":
+        results.write_bytes(b"{\xff\xfe}\n")
+    else:
+        results.write_text(json.dumps({"schema_version": 2, "mode": "single"}) + "\n")
+    proc = sweep(tmp_path, "--gpus", "1", "--modes", "single", *TINY, timeout=120)
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert message in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "logs").exists()
+
+
+@pytest.mark.slow
+def test_root_causes_and_divergence_are_recorded_in_one_line(tmp_path):
+    failing = sweep(tmp_path / "a", "--gpus", "2", "--modes", "ddp", *TINY, "--model", "docs.my_model:missing",
+                    timeout=300)
+    assert failing.returncode == 0, failing.stderr[-2000:]
+    [rec] = read_records(tmp_path / "a" / "results.jsonl")
+    assert rec["status"] == "failed"
+    assert re.fullmatch(r"rank [01]: ConfigError: model: docs.my_model has no callable missing", rec["error"])
+    diverged = sweep(tmp_path / "b", "--gpus", "1", "--modes", "single", *TINY, "--lr", "1e30", timeout=300)
+    assert diverged.returncode == 0, diverged.stderr[-2000:]
+    text = (tmp_path / "b" / "results.jsonl").read_text()
+    assert "NaN" not in text and "Infinity" not in text  # strict JSON
+    [rec] = read_records(tmp_path / "b" / "results.jsonl")
+    assert rec["status"] == "failed" and "training loss became non-finite" in rec["error"] and "epoch 1" in rec["error"]
+
+
+@pytest.mark.slow
+def test_report_and_sweep_paths_and_flags_are_one_line(tmp_path):
+    results = tmp_path / "results.jsonl"
+    append_record(results, record("single", 1, [1.0]))
+    (tmp_path / "file").write_text("")
+    for args, text in ((["--out", str(tmp_path / "file")], "file: File exists"),
+                       (["--out", "/proc/mgpu"], "/proc/mgpu"),
+                       (["--min-time-cut", "100"], "min_time_cut: must be a percentage in [0, 100)"),
+                       (["--min-val-acc", "nan"], "min_val_acc: must be a percentage")):
+        proc = subprocess.run([sys.executable, "-m", "bench.report", str(results), *args], capture_output=True,
+                              text=True, timeout=120)
+        assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+        assert text in proc.stderr and "Traceback" not in proc.stderr
+    home = tmp_path / "home"
+    proc = sweep("~/study", "--gpus", "1", "--modes", "single", *TINY, env=os.environ | {"HOME": str(home)},
+                 timeout=300)
+    assert proc.returncode == 0 and (home / "study" / "results.jsonl").exists()  # ~ expanded, as for --data-dir
+    (tmp_path / "notadir").write_text("")
+    proc = sweep(tmp_path / "out", "--gpus", "1", *TINY, "--cache-dir", str(tmp_path / "notadir"),
+                 "--dataset", "cifar10", "--data-dir", str(tmp_path), timeout=120)
+    assert proc.returncode == 2 and "notadir: not a folder (--cache-dir" in proc.stderr
