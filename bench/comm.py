@@ -29,6 +29,7 @@ from mgpu_core.hardware import pick_device_type
 
 from .collectives import CommCheckError, CommConfig, measure, table
 from .launch import child_command, run_logged
+from .nodes import Rendezvous
 from .plots import render_comm
 from .provenance import collect
 from .results import ResultsError, append_record, read_jsonl
@@ -57,18 +58,21 @@ def worker(cfg: TrainConfig, comm: CommConfig, json_path: Path | None) -> int:
 
 
 def run_count(cfg: TrainConfig, comm: CommConfig, devices: int, out: Path, command_line: list[str],
-              extra: dict | None = None) -> tuple[dict | None, str | None]:
-    """Measure one device count in its own torchrun; append its record to <out>/comm.jsonl. (record, None) or
+              extra: dict | None = None, rendezvous: Rendezvous | None = None, per_node: int | None = None,
+              record: bool = True, env: dict[str, str] | None = None) -> tuple[dict | None, str | None]:
+    """Measure one device count in its own torchrun (across nodes with `rendezvous`, `per_node` processes each);
+    append its record to <out>/comm.jsonl unless `record` is off (nodes other than 0). (record, None) or
     (None, the failure line)."""
     handoff = out / ".handoff"
     handoff.mkdir(parents=True, exist_ok=True)
     result_file, failure_file = handoff / f"comm-x{devices}.json", handoff / f"comm-x{devices}.failure.json"
     result_file.unlink(missing_ok=True)
     argv = config_to_argv(cfg) + config_to_argv(dataclasses.replace(comm, gpus=None)) + ["--json", str(result_file)]
-    outcome = run_logged(child_command(argv, "ddp", devices, module="bench.comm"), comm.timeout,
-                         out / "logs" / f"comm-x{devices}.log", lambda line: None, failure_file)
+    cmd = child_command(argv, "ddp", per_node if rendezvous else devices, module="bench.comm", rendezvous=rendezvous)
+    outcome = run_logged(cmd, comm.timeout, out / "logs" / f"comm-x{devices}.log", lambda line: None, failure_file,
+                         env if rendezvous else None)
     failure_file.unlink(missing_ok=True)
-    if outcome.error:
+    if outcome.error or not record:
         return None, outcome.error
     try:
         result = json.loads(result_file.read_text())

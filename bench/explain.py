@@ -113,6 +113,9 @@ def explain(rows, base, comm_records: list[dict], device_type: str, precision: s
             if e.band:
                 e.predicted = speedup_band(base_step, base_gb, e.band, global_batch(row.devices) * k)
                 e.residual = residual(row.speedup, *e.predicted)
+        if base_step is None:
+            e.bottleneck = "no 1-device single baseline to explain against (add single to --modes)"
+            continue
         if row is base:
             late = straggler(e.rank_times_s or [])
             e.bottleneck = (f"straggler: rank {late[0]} {late[1]:.0%} slower than the median rank" if late

@@ -19,6 +19,7 @@ import psutil
 
 from mgpu_core.config import DISTRIBUTED_MODES
 
+from .nodes import Rendezvous
 from .torchrun import FAILURE_FILE_ENV
 
 TERM_GRACE_S = 10.0
@@ -102,13 +103,13 @@ def failure_line(returncode: int, failure_file: Path, lines: list[str]) -> str:
 
 
 def run_logged(cmd: list[str], timeout_s: float, log_path: Path, on_line: Callable[[str], None],
-               failure_file: Path) -> Outcome:
+               failure_file: Path, extra_env: dict[str, str] | None = None) -> Outcome:
     """Run `cmd`, teeing its output lines to `log_path` and `on_line`; end the whole tree after timeout_s. The
     child (or bench.torchrun) writes its root cause to `failure_file`."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     failure_file.unlink(missing_ok=True)
-    env = os.environ | {"PYTHONUNBUFFERED": "1", "TORCHELASTIC_ERROR_FILE": str(failure_file),
-                        FAILURE_FILE_ENV: str(failure_file)}
+    env = os.environ | (extra_env or {}) | {"PYTHONUNBUFFERED": "1", "TORCHELASTIC_ERROR_FILE": str(failure_file),
+                                            FAILURE_FILE_ENV: str(failure_file)}
     start = time.perf_counter()
     lines: list[str] = []
     with open(log_path, "w", buffering=1) as log:  # line-buffered: a running log can be followed
@@ -142,10 +143,13 @@ def run_logged(cmd: list[str], timeout_s: float, log_path: Path, on_line: Callab
     return Outcome(0, False, wall_s, None)
 
 
-def child_command(argv: list[str], mode: str, processes: int, module: str = "mgpu_core") -> list[str]:
-    """The command that runs `module` (default: training one configuration) with `argv`: ddp and fsdp under torchrun's
-    launcher with a standalone rendezvous on a port the OS picks, the others as one process."""
-    if mode in DISTRIBUTED_MODES:
-        return [sys.executable, "-m", "bench.torchrun", "--standalone", "--nproc-per-node", str(processes),
-                "-m", module, *argv]
-    return [sys.executable, "-m", module, *argv]
+def child_command(argv: list[str], mode: str, processes: int, module: str = "mgpu_core",
+                  rendezvous: Rendezvous | None = None) -> list[str]:
+    """The command that runs `module` (default: training one configuration) with `argv`: ddp and fsdp under
+    torchrun's launcher, on one node with a standalone rendezvous on a port the OS picks, across nodes with the
+    c10d rendezvous `rendezvous` (`processes` is then per node); the other modes as one process."""
+    if mode not in DISTRIBUTED_MODES:
+        return [sys.executable, "-m", module, *argv]
+    launcher = (rendezvous.torchrun_flags(processes) if rendezvous
+                else ["--standalone", "--nproc-per-node", str(processes)])
+    return [sys.executable, "-m", "bench.torchrun", *launcher, "-m", module, *argv]

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mgpu_core.config import MODES
+from mgpu_core.config import DISTRIBUTED_MODES, MODES
 
 from .axes import Axes
+from .nodes import span_skip
 
 NO_AXES = Axes()
 """Every axis at its single default value."""
@@ -45,10 +46,12 @@ def default_counts(visible_gpus: int, cores: int) -> tuple[int, ...]:
 
 
 def plan(counts: tuple[int, ...], modes: tuple[str, ...], trials: int, visible_gpus: int, cores: int,
-         batch_size: int, global_batch: bool, axes: Axes = NO_AXES, label=lambda mode, variant: "") -> list[Planned]:
+         batch_size: int, global_batch: bool, axes: Axes = NO_AXES, label=lambda mode, variant: "",
+         nnodes: int = 1, per_node: int | None = None) -> list[Planned]:
     """Trials outermost, so slow drift of a shared machine spreads over all configurations alike. single runs on
     one device only (the baseline), whatever the counts; every axis value of a mode is its own configuration
-    (`label` names a variant)."""
+    (`label` names a variant). With several nodes of `per_node` devices, ddp and fsdp counts beyond one node span
+    nodes."""
     entries = []
     for trial in range(trials):
         for n in sorted(set(counts) | ({1} if "single" in modes else set())):
@@ -57,6 +60,9 @@ def plan(counts: tuple[int, ...], modes: tuple[str, ...], trials: int, visible_g
                     continue
                 for variant in axes.variants(mode):
                     reason = _skip_reason(mode, n, visible_gpus, cores, batch_size, global_batch, dict(variant))
+                    if nnodes > 1 and mode in DISTRIBUTED_MODES and n > (per_node or 1) and (
+                            reason is None or reason.endswith(("visible", "usable"))):
+                        reason = span_skip(n, per_node or 1, nnodes)  # beyond one node: the other nodes count
                     entries.append(Planned(mode, n, trial, reason, variant, label(mode, variant)))
     return entries
 

@@ -45,12 +45,19 @@ def _counts(study: Study) -> list[int]:
 
 
 def _mark_missing(ax, study: Study) -> None:
-    """Failed and skipped configurations stay visible: a cross on the x axis with the reason's one word."""
+    """Failed, skipped and timed-out configurations stay visible: a cross on the x axis with the reason's word;
+    several at one device count stand side by side, not on top of each other. Partial rows say how many trials
+    succeeded."""
+    at: dict[int, int] = {}
     for r in study.rows:
         if r.epoch_time_s is None:
+            slot = at[r.devices] = at.get(r.devices, -1) + 1
             ax.plot(r.devices, 0, marker="x", color=COLORS[r.mode], markersize=10, clip_on=False, zorder=5)
-            ax.annotate(f"{r.label} {r.status}", (r.devices, 0), textcoords="offset points", xytext=(4, 6),
-                        fontsize=8, color=COLORS[r.mode], rotation=90)
+            ax.annotate(f"{r.label} {r.status}", (r.devices, 0), textcoords="offset points",
+                        xytext=(4 + 11 * slot, 6), fontsize=8, color=COLORS[r.mode], rotation=90)
+        elif r.status == "partial" and r.samples_per_s:
+            ax.annotate(f"{r.trials_ok}/{r.trials} trials", (r.devices, 0), textcoords="offset points",
+                        xytext=(4, 6), fontsize=7, color=COLORS[r.mode], rotation=90)
 
 
 def _errorbar(ax, rows: list[Row], values, label: str, scale: float = 1.0) -> None:
@@ -76,6 +83,12 @@ def _band_counts(study: Study) -> list[int]:
     return sorted(set(_counts(study)) | {p.devices for points in study.bands.values() for p in points})
 
 
+def _ideal_counts(study: Study) -> list[int]:
+    """Where the ideal line is drawn: counts that were measured or modelled, not those only skipped or failed."""
+    return sorted({r.devices for r in study.rows if r.epoch_time_s}
+                  | {p.devices for points in study.bands.values() for p in points})
+
+
 def _draw_bands(ax, study: Study, scale: float) -> None:
     """The scaling model's band per mode: solid where the collectives were measured, hatched where extrapolated
     (busbw held at the largest measured count)."""
@@ -96,7 +109,8 @@ def draw_throughput(ax, study: Study) -> None:
     base = study.baseline
     if base:
         _draw_bands(ax, study, base.samples_per_s[0])
-        ax.plot(counts, [base.samples_per_s[0] * n for n in counts], "k--", alpha=0.5, label="ideal (linear)")
+        ideal = _ideal_counts(study)
+        ax.plot(ideal, [base.samples_per_s[0] * n for n in ideal], "k--", alpha=0.5, label="ideal (linear)")
     for label, rows in _by_series(study).items():
         _errorbar(ax, rows, lambda r: r.samples_per_s, label)
         for r in rows:  # achieved compute per device beside each measured point
@@ -118,7 +132,7 @@ def draw_speedup(ax, study: Study) -> None:
         points = [(r.devices, r.speedup) for r in rows if r.speedup is not None]
         if points:
             ax.plot(*zip(*points, strict=True), marker="o", label=label, **_style(rows))
-    ax.plot(counts, counts, "k--", alpha=0.5, label="ideal")
+    ax.plot(_ideal_counts(study), _ideal_counts(study), "k--", alpha=0.5, label="ideal")
     ax.axhline(study.goal.min_speedup, color="tab:red", alpha=0.6, linestyle=":",
                label=f"goal: epoch -{pct(study.goal.min_time_cut)}")
     _mark_missing(ax, study)
@@ -168,9 +182,10 @@ def draw_accuracy(ax, study: Study) -> None:
     ax.axhline(study.goal.min_val_acc * 100, color="tab:red", linestyle=":",
                label=f"target {pct(study.goal.min_val_acc)}{claim}")
     ax.set_xticks(range(len(labels)), labels, fontsize=8)
-    ax.set(ylabel="final validation accuracy (%)", title="Validation accuracy", ylim=(0, 100))
+    ax.set(ylabel="final validation accuracy (%)", title="Validation accuracy", ylim=(0, 118))
+    ax.set_yticks(range(0, 101, 20))
     ax.grid(alpha=0.3, axis="y")
-    ax.legend(loc="lower right")
+    ax.legend(loc="upper right", fontsize=8)  # above 100%, where no bar reaches
 
 
 def render(study: Study, out: Path) -> list[Path]:

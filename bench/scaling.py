@@ -24,6 +24,7 @@ from .axes import Axes
 from .comm import COMM_FILE, read_comm
 from .goal import Goal
 from .lock import LockedError, exclusive
+from .nodes import Nodes
 from .plan import default_counts, plan
 from .report import write_report
 from .results import ResultsError, read_records
@@ -50,6 +51,7 @@ def build_parser() -> OneLineErrorParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_arguments(parser.add_argument_group("sweep"), SweepConfig)
     add_config_arguments(parser.add_argument_group("goal"), Goal)
+    add_config_arguments(parser.add_argument_group("nodes (one study across hosts; same command on each)"), Nodes)
     add_config_arguments(parser.add_argument_group("axes (comma lists; each value its own configuration)"), Axes)
     add_config_arguments(parser.add_argument_group("training (each configuration)"), TrainConfig,
                          skip=("mode", "dp_gpus", *(f.name for f in dataclasses.fields(Axes))),
@@ -57,7 +59,7 @@ def build_parser() -> OneLineErrorParser:
     return parser
 
 
-def parse(argv: list[str]) -> tuple[SweepConfig, Goal, Axes, TrainConfig, str, list[str]]:
+def parse(argv: list[str]) -> tuple[SweepConfig, Goal, Axes, Nodes, TrainConfig, str, list[str]]:
     """(sweep, goal, base training config, device type, notices). Without --epochs: 20 on GPUs; on a CPU-only
     machine a quick run (1 epoch, on 10,000 samples unless --train-samples says otherwise), announced."""
     parser = build_parser()
@@ -65,6 +67,7 @@ def parse(argv: list[str]) -> tuple[SweepConfig, Goal, Axes, TrainConfig, str, l
     sweep = config_from_args(SweepConfig, args, parser)
     goal = config_from_args(Goal, args, parser)
     axes = config_from_args(Axes, args, parser)
+    nodes = config_from_args(Nodes, args, parser)
     try:
         device_type = pick_device_type(args.device)
     except ConfigError as exc:
@@ -89,7 +92,7 @@ def parse(argv: list[str]) -> tuple[SweepConfig, Goal, Axes, TrainConfig, str, l
         base = TrainConfig(**train)
     except ConfigError as exc:
         parser.error(str(exc))
-    return sweep, goal, axes, base, device_type, notices
+    return sweep, goal, axes, nodes, base, device_type, notices
 
 
 def resolve_dataset(train: TrainConfig) -> TrainConfig:
@@ -128,8 +131,9 @@ def _terminate(signum, frame) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    sweep, goal, axes, base, device_type, notices = parse(argv)
+    sweep, goal, axes, nodes, base, device_type, notices = parse(argv)
     visible = torch.cuda.device_count() if device_type == "cuda" else 0
+    per_node = nodes.nproc_per_node or visible or usable_cores()
     out = Path(sweep.out).expanduser()
     signal.signal(signal.SIGTERM, _terminate)
     try:
@@ -140,13 +144,15 @@ def main(argv: list[str] | None = None) -> int:
             base = resolve_dataset(base)
             for line in notices:
                 print(line)
-            runner = Sweep(sweep, goal, base, device_type, out, ["python", "-m", "bench.scaling", *argv])
+            runner = Sweep(sweep, goal, base, device_type, out, ["python", "-m", "bench.scaling", *argv], nodes,
+                           per_node)
             counts = sweep.gpus or default_counts(visible, usable_cores())
             entries = plan(counts, sweep.modes, sweep.trials, visible, usable_cores(), base.batch_size,
-                           sweep.global_batch, axes, runner.variant_label)
+                           sweep.global_batch, axes, runner.variant_label, nodes.nnodes, per_node)
             runner.run(entries, sweep.resume)
-            write_report(read_records(runner.results), out, goal, study=runner.study(entries[0]),
-                         comm_records=read_comm(out / COMM_FILE))
+            if nodes.node_rank == 0:
+                write_report(read_records(runner.results), out, goal, study=runner.study(entries[0]),
+                             comm_records=read_comm(out / COMM_FILE))
     except (DataError, ResultsError, LockedError) as exc:
         print(f"python -m bench.scaling: error: {exc}", file=sys.stderr)
         return 2

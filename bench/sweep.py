@@ -7,24 +7,26 @@ import dataclasses
 import json
 import re
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from tqdm import tqdm
 
 from mgpu_core.cli_args import config_to_argv
-from mgpu_core.config import TrainConfig
+from mgpu_core.config import DISTRIBUTED_MODES, TrainConfig
 
 from .collectives import CommConfig
 from .comm import COMM_FILE, read_comm, run_count
 from .goal import Goal
 from .launch import Outcome, child_command, run_logged
+from .nodes import Nodes, Rendezvous, nodes_needed, rendezvous
 from .plan import Planned
 from .provenance import collect
 from .results import append_record, config_key, make_record, read_records, study_id, variant_label
 from .sweep_config import SweepConfig
 
 EPOCH_LINE = re.compile(r"^epoch \d+/\d+ ")
+SINGLE_NODE = Nodes(nnodes=1, node_rank=0)
 
 
 @dataclass
@@ -36,6 +38,25 @@ class Sweep:
     device_type: str
     out: Path
     command_line: list[str]
+    nodes: Nodes = SINGLE_NODE
+    per_node: int = 1
+    """Devices (processes) per node."""
+    index: dict[Planned, int] = field(default_factory=dict)
+    """Each entry's place in the plan: the same on every node, so it names the entry's rendezvous."""
+
+    def spans(self, entry: Planned) -> int:
+        """How many nodes `entry` runs on (1: node 0 alone)."""
+        return nodes_needed(entry.devices, self.per_node) if entry.mode in DISTRIBUTED_MODES else 1
+
+    def takes_part(self, entry: Planned) -> bool:
+        return self.nodes.node_rank < self.spans(entry)
+
+    def rendezvous(self, entry: Planned, offset: int) -> Rendezvous | None:
+        """The c10d rendezvous of a configuration that spans nodes (offset 0: training, 1: its collectives)."""
+        if self.spans(entry) == 1:
+            return None
+        return rendezvous(self.nodes, 2 * self.index[entry] + offset, self.key(entry), entry.devices, self.per_node,
+                          self.sweep.timeout)
 
     @property
     def results(self) -> Path:
@@ -80,11 +101,14 @@ class Sweep:
         result_file, failure_file = handoff / f"{stem}.result.json", handoff / f"{stem}.failure.json"
         result_file.unlink(missing_ok=True)  # never mistake an earlier run's file for this one's
         argv = config_to_argv(self.child_config(entry)) + ["--json", str(result_file)]
-        outcome = run_logged(child_command(argv, entry.mode, entry.devices), self.sweep.timeout,
+        meeting = self.rendezvous(entry, 0)
+        cmd = child_command(argv, entry.mode, self.per_node if meeting else entry.devices, rendezvous=meeting)
+        outcome = run_logged(cmd, self.sweep.timeout,
                              self.out / "logs" / f"{stem}.log",
-                             lambda line: on_epoch() if EPOCH_LINE.match(line) else None, failure_file)
+                             lambda line: on_epoch() if EPOCH_LINE.match(line) else None, failure_file,
+                             self.nodes.child_env() if meeting else None)
         result = None
-        if outcome.error is None:
+        if outcome.error is None and self.nodes.node_rank == 0:  # global rank 0, on node 0, hands back the result
             try:
                 result = json.loads(result_file.read_text())
             except (OSError, ValueError):
@@ -101,15 +125,19 @@ class Sweep:
             return
         measured.add(entry.devices)
         study = self.study(entry)
-        if any(r.get("study") == study and r["devices"] == entry.devices for r in read_comm(self.out / COMM_FILE)):
+        if self.nodes.node_rank == 0 and any(r.get("study") == study and r["devices"] == entry.devices
+                                             for r in read_comm(self.out / COMM_FILE)):
             tqdm.write(f"collectives x{entry.devices}: measured already")
             return
         comm = CommConfig(max_bytes=self.sweep.comm_max_bytes, timeout=self.sweep.timeout)
         plain = dataclasses.replace(entry, mode="ddp", variant=())  # the collectives do not depend on the variant
         record, error = run_count(self.child_config(plain), comm, entry.devices, self.out, self.command_line,
-                                  extra={"study": study})
-        if error:
-            tqdm.write(f"collectives x{entry.devices} {self.device_type}: FAILED: {error}")
+                                  extra={"study": study}, rendezvous=self.rendezvous(entry, 1),
+                                  per_node=self.per_node, record=self.nodes.node_rank == 0,
+                                  env=self.nodes.child_env())
+        if error or record is None:
+            tqdm.write(f"collectives x{entry.devices} {self.device_type}: "
+                       + (f"FAILED: {error}" if error else f"took part as node {self.nodes.node_rank}"))
             return
         at_model = {r["op"]: r for r in record["rows"] if r["bytes"] == record["grad_bytes"]}["all_reduce"]
         tqdm.write(f"collectives x{entry.devices} {self.device_type}: all-reduce of the model's gradients "
@@ -117,7 +145,11 @@ class Sweep:
                    f"compute-only step {record['compute_step_s'] * 1e3:.1f} ms")
 
     def run(self, entries: list[Planned], resume: bool) -> None:
-        """Run (or skip, or find done) every planned configuration, recording each."""
+        """Run (or skip, or find done) every planned configuration, recording each. Nodes other than 0 take part
+        in the configurations that span them and record nothing."""
+        if self.nodes.node_rank:
+            return self._take_part(entries)
+        self.index = {entry: i for i, entry in enumerate(entries)}
         recorded = {r["key"]: r["status"] for r in read_records(self.results)} if resume else {}
         measured: set[int] = set()
         done = {k for k, status in recorded.items() if status == "ok"}
@@ -141,6 +173,18 @@ class Sweep:
                     outcome, result = self.launch(entry, lambda: bar.update(1))
                     bar.update(seen + self.base.epochs - bar.n)  # a failed configuration's unfinished epochs
                     tqdm.write(f"{name}: {self._finish(entry, outcome, result)}")
+
+    def _take_part(self, entries: list[Planned]) -> None:
+        self.index = {entry: i for i, entry in enumerate(entries)}
+        mine = [e for e in entries if e.skip is None and self.takes_part(e)]
+        print(f"node {self.nodes.node_rank}: taking part in {len(mine)} of {len(entries)} configurations "
+              "(node 0 records them)")
+        measured: set[int] = set()
+        for entry in mine:
+            self.measure_comm(entry, measured)
+            outcome, _ = self.launch(entry, lambda: None)
+            print(f"{entry.label} trial {entry.trial}: " + (f"FAILED here: {outcome.error}" if outcome.error
+                                                            else "done here"), flush=True)
 
     def _finish(self, entry: Planned, outcome: Outcome, result: dict | None) -> str:
         """Record a launched configuration; the progress line that says how it went."""

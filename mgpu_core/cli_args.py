@@ -93,7 +93,9 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type, skip: tuple
     for f in fields(cls):
         if f.name in skip:
             continue
-        default = defaults.get(f.name, f.default if f.default is not MISSING else None)
+        own = f.default if f.default is not MISSING else (
+            f.default_factory() if f.default_factory is not MISSING else None)  # e.g. read from the environment
+        default = defaults.get(f.name, own)
         flags = [flag_name(f.name), *f.metadata.get("aliases", ())]
         kind, optional = _scalar_type(hints[f.name])
         shown = f"{default * 100:g}" if isinstance(default, float) and f.metadata.get("percent") else default

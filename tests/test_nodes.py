@@ -1,0 +1,136 @@
+"""One study across two real hosts: two network namespaces joined by a veth pair, each with its own address, on
+which the host name does not resolve. Skipped (with the reason) where namespaces cannot be made."""
+
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from helpers import TRAIN_TINY, sweep
+
+from bench.nodes import Nodes, rendezvous, span_skip
+from bench.plan import plan
+from bench.results import read_records
+
+PORT = 29400
+
+
+def _ip(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["ip", *args], capture_output=True, text=True, timeout=30)
+
+
+def _pids(ns: str) -> list[int]:
+    return [int(p) for p in _ip("netns", "pids", ns).stdout.split()]
+
+
+def _end_everything_in(ns: str) -> None:
+    for pid in _pids(ns):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+@pytest.fixture
+def two_hosts():
+    """[(namespace, address), (namespace, address)], removed afterwards whatever happened."""
+    if os.geteuid() != 0 or shutil.which("ip") is None:
+        pytest.skip("network namespaces need root and iproute2's ip")
+    tag = f"mg{os.getpid() % 10000}{random.randrange(100)}"
+    names, link = [f"{tag}a", f"{tag}b"], [f"{tag}x", f"{tag}y"]
+    subnet = f"10.{random.randrange(64, 250)}.{random.randrange(1, 250)}"
+    hosts = [(names[0], f"{subnet}.1"), (names[1], f"{subnet}.2")]
+    try:
+        steps = [("netns", "add", names[0]), ("netns", "add", names[1]),
+                 ("link", "add", link[0], "type", "veth", "peer", "name", link[1]),
+                 ("link", "set", link[0], "netns", names[0]), ("link", "set", link[1], "netns", names[1])]
+        for (ns, address), dev in zip(hosts, link, strict=True):
+            steps += [("-n", ns, "addr", "add", f"{address}/24", "dev", dev), ("-n", ns, "link", "set", dev, "up"),
+                      ("-n", ns, "link", "set", "lo", "up")]
+        for step in steps:
+            done = _ip(*step)
+            if done.returncode:
+                pytest.skip(f"cannot make network namespaces here: ip {' '.join(step)}: {done.stderr.strip()}")
+        yield hosts
+    finally:
+        for ns in names:
+            _end_everything_in(ns)
+            _ip("netns", "del", ns)  # takes its end of the veth pair with it
+        _ip("link", "del", link[0])
+
+
+def node_command(hosts, rank: int, out, *args: str) -> list[str]:
+    ns, address = hosts[rank]
+    return ["ip", "netns", "exec", ns, sys.executable, "-m", "bench.scaling", "--out", str(out), "--nnodes", "2",
+            "--node-rank", str(rank), "--rdzv-endpoint", f"{hosts[0][1]}:{PORT}", "--local-addr", address,
+            "--nproc-per-node", "1", *args]
+
+
+def test_plan_and_rendezvous_across_nodes():
+    entries = plan((1, 2, 4), ("single", "ddp"), 1, visible_gpus=0, cores=1, batch_size=128, global_batch=False,
+                   nnodes=2, per_node=1)
+    assert {e.label: e.skip for e in entries} == {"single x1": None, "ddp x1": None, "ddp x2": None,
+                                                 "ddp x4": "4 devices need 4 nodes of 1; 2 taking part"}
+    assert span_skip(3, 2, 2) == "3 devices do not fill whole nodes of 2"
+    nodes = Nodes(nnodes=2, node_rank=1, rdzv_endpoint="10.0.0.1:29400", local_addr="10.0.0.2")
+    meeting = rendezvous(nodes, 3, "key", devices=4, per_node=2, timeout_s=60)
+    assert meeting.endpoint == "10.0.0.1:29403" and meeting.nnodes == 2 and not meeting.is_host
+    assert meeting.rdzv_id == rendezvous(Nodes(2, 0, "10.0.0.1:29400"), 3, "key", 4, 2, 60).rdzv_id
+    assert "--local-addr" in meeting.torchrun_flags(2) and "is_host=0" in " ".join(meeting.torchrun_flags(2))
+    with pytest.raises(ValueError, match="rdzv_endpoint: HOST:PORT of node 0 is needed"):
+        Nodes(nnodes=2, node_rank=0, rdzv_endpoint=None)
+
+
+@pytest.mark.slow
+def test_a_two_node_study_matches_one_host(two_hosts, tmp_path):
+    args = ["--gpus", "1,2", "--modes", "single,ddp", *TRAIN_TINY, "--comm-max-bytes", "65536", "--timeout", "240"]
+    nodes = [subprocess.Popen(node_command(two_hosts, rank, tmp_path / f"node{rank}", *args), text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT) for rank in (1, 0)]
+    outputs = [node.communicate(timeout=600)[0] for node in nodes]
+    assert [node.returncode for node in nodes] == [0, 0], outputs[1][-3000:] + outputs[0][-3000:]
+    records = {(r["mode"], r["devices"]): r for r in read_records(tmp_path / "node0" / "results.jsonl")}
+    assert not (tmp_path / "node1" / "results.jsonl").exists()  # node 0 writes the records
+    ddp2 = records["ddp", 2]
+    assert ddp2["status"] == "ok" and ddp2["provenance"]["nodes"] == 2 and ddp2["result"]["world_size"] == 2
+    assert records["single", 1]["provenance"]["nodes"] == 1
+    comm = [line for line in (tmp_path / "node0" / "comm.jsonl").read_text().splitlines()]
+    assert len(comm) == 1 and '"nodes": 2' in comm[0]  # the collectives measured between the hosts
+
+    one_host = sweep(tmp_path / "one", "--gpus", "2", "--modes", "ddp", *TRAIN_TINY, "--no-comm")
+    assert one_host.returncode == 0, one_host.stderr[-2000:]
+    [local] = read_records(tmp_path / "one" / "results.jsonl")
+    assert local["provenance"]["nodes"] == 1
+    assert ddp2["train_loss"] == pytest.approx(local["train_loss"], rel=1e-5)  # the same training, two hosts
+    assert ddp2["val_acc"] == local["val_acc"]
+
+
+@pytest.mark.slow
+def test_a_node_lost_mid_run_is_recorded_and_the_study_goes_on(two_hosts, tmp_path):
+    args = ["--gpus", "1,2", "--modes", "single,ddp", *TRAIN_TINY, "--synthetic-train-size", "16384", "--no-comm",
+            "--trials", "2", "--timeout", "60", "--dist-timeout-s", "30"]
+    node1 = subprocess.Popen(node_command(two_hosts, 1, tmp_path / "node1", *args), stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    node0 = subprocess.Popen(node_command(two_hosts, 0, tmp_path / "node0", *args), text=True,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    log = tmp_path / "node0" / "logs" / "ddp-x2-trial0.log"
+    deadline = time.monotonic() + 300
+    while not (log.exists() and "warm-up" in log.read_text()):
+        assert time.monotonic() < deadline and node0.poll() is None
+        time.sleep(0.2)
+    lost_at = time.monotonic()
+    _end_everything_in(two_hosts[1][0])  # the second host goes away mid-epoch
+    node1.wait()
+    output = node0.communicate(timeout=600)[0]
+    assert node0.returncode == 0, output[-3000:]
+    rows = [(r["mode"], r["trial"], r["status"], r["error"], r["wall_s"])
+            for r in read_records(tmp_path / "node0" / "results.jsonl") if r["devices"] != 1 or r["mode"] == "single"]
+    lost = next(r for r in rows if r[:2] == ("ddp", 0))
+    assert lost[2] in ("failed", "timeout") and lost[3] and "\n" not in lost[3], rows
+    assert time.monotonic() - lost_at < 60 + 30 + 60  # within the configured timeouts
+    assert [r[:3] for r in rows if r[0] == "single"] == [("single", 0, "ok"), ("single", 1, "ok")]  # went on
+    assert next(r for r in rows if r[:2] == ("ddp", 1))[2] in ("failed", "timeout")  # nobody to meet
+    assert _pids(two_hosts[0][0]) == [] and _pids(two_hosts[1][0]) == []
