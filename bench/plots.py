@@ -104,6 +104,16 @@ def _draw_bands(ax, study: Study, scale: float) -> None:
                             alpha=0.15, hatch=hatch, label=f"{mode} {words}")
 
 
+def _finish(ax, study: Study, counts: list[int], ylabel: str, title: str) -> None:
+    """What every panel over device counts ends with: the missing configurations, the axes, grid and legend."""
+    _mark_missing(ax, study)
+    ax.set(ylabel=ylabel, title=title)
+    _device_axis(ax, study, counts)
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+
+
 def draw_throughput(ax, study: Study) -> None:
     counts = _band_counts(study)
     base = study.baseline
@@ -117,12 +127,7 @@ def draw_throughput(ax, study: Study) -> None:
             if r.tflops_per_device and r.samples_per_s:
                 ax.annotate(f"{r.tflops_per_device:.3g} TFLOP/s/dev", (r.devices, r.samples_per_s[0]), fontsize=7,
                             textcoords="offset points", xytext=(5, -10), color=COLORS[r.mode])
-    _mark_missing(ax, study)
-    ax.set(ylabel="training throughput (samples/s)", title="Throughput")
-    _device_axis(ax, study, counts)
-    ax.set_ylim(bottom=0)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    _finish(ax, study, counts, "training throughput (samples/s)", "Throughput")
 
 
 def draw_speedup(ax, study: Study) -> None:
@@ -135,15 +140,10 @@ def draw_speedup(ax, study: Study) -> None:
     ax.plot(_ideal_counts(study), _ideal_counts(study), "k--", alpha=0.5, label="ideal")
     ax.axhline(study.goal.min_speedup, color="tab:red", alpha=0.6, linestyle=":",
                label=f"goal: epoch -{pct(study.goal.min_time_cut)}")
-    _mark_missing(ax, study)
     if study.baseline is None:
         ax.text(0.5, 0.5, "no successful 1-device single run:\nspeedups have no baseline", transform=ax.transAxes,
                 ha="center", va="center", color="dimgrey")
-    ax.set(ylabel="epoch-time speedup vs 1-device single (x)", title="Speedup")
-    _device_axis(ax, study, counts)
-    ax.set_ylim(bottom=0)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    _finish(ax, study, counts, "epoch-time speedup vs 1-device single (x)", "Speedup")
 
 
 def draw_efficiency(ax, study: Study) -> None:
@@ -152,12 +152,7 @@ def draw_efficiency(ax, study: Study) -> None:
         if points:
             ax.plot(*zip(*points, strict=True), marker="o", label=label, **_style(rows))
     ax.axhline(100, color="k", linestyle="--", alpha=0.5, label="ideal")
-    _mark_missing(ax, study)
-    ax.set(ylabel="scaling efficiency (%)", title="Efficiency = speedup / devices")
-    _device_axis(ax, study, _counts(study))
-    ax.set_ylim(bottom=0)
-    ax.grid(alpha=0.3)
-    ax.legend()
+    _finish(ax, study, _counts(study), "scaling efficiency (%)", "Efficiency = speedup / devices")
 
 
 def _reach_label(r: Row, target: float) -> str:
