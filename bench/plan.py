@@ -59,24 +59,30 @@ def plan(counts: tuple[int, ...], modes: tuple[str, ...], trials: int, visible_g
                 if mode == "single" and n != 1:
                     continue
                 for variant in axes.variants(mode):
-                    reason = _skip_reason(mode, n, visible_gpus, cores, batch_size, global_batch, dict(variant))
-                    if nnodes > 1 and mode in DISTRIBUTED_MODES and n > (per_node or 1) and (
-                            reason is None or reason.endswith(("visible", "usable"))):
-                        reason = span_skip(n, per_node or 1, nnodes)  # beyond one node: the other nodes count
+                    spans = nnodes > 1 and mode in DISTRIBUTED_MODES  # beyond one node, the other nodes count
+                    too_many = span_skip(n, per_node or 1, nnodes) if spans else _one_node(n, visible_gpus, cores)
+                    reason = _skip_reason(mode, n, visible_gpus, batch_size, global_batch, dict(variant), too_many)
                     entries.append(Planned(mode, n, trial, reason, variant, label(mode, variant)))
     return entries
 
 
-def _skip_reason(mode: str, n: int, visible_gpus: int, cores: int, batch_size: int, global_batch: bool,
-                 variant: dict) -> str | None:
-    if mode == "dp" and visible_gpus == 0:
-        return "dp needs CUDA devices; none visible"
-    if variant.get("sync_bn") and visible_gpus == 0:
-        return "sync-bn needs CUDA devices (torch has no CPU kernel for SyncBatchNorm)"
+def _one_node(n: int, visible_gpus: int, cores: int) -> str | None:
+    """Why n devices do not fit on this node, or None."""
     if visible_gpus and n > visible_gpus:
         return f"{n} GPUs requested, {visible_gpus} visible"
     if not visible_gpus and n > cores:
         return f"{n} CPU processes requested, {cores} cores usable"
+    return None
+
+
+def _skip_reason(mode: str, n: int, visible_gpus: int, batch_size: int, global_batch: bool, variant: dict,
+                 too_many: str | None) -> str | None:
+    if mode == "dp" and visible_gpus == 0:
+        return "dp needs CUDA devices; none visible"
+    if variant.get("sync_bn") and visible_gpus == 0:
+        return "sync-bn needs CUDA devices (torch has no CPU kernel for SyncBatchNorm)"
+    if too_many:
+        return too_many
     if global_batch and batch_size % n:
         return f"global batch {batch_size} does not split evenly over {n} devices"
     return None
