@@ -128,7 +128,7 @@ def explain(rows, base, comm_records: list[dict], device_type: str, precision: s
                                         measured_step_s=e.step_time_s, residual=e.residual))
     bands: dict[str, list[BandPoint]] = {}
     if base_step:
-        for mode in sorted({r.mode for r in rows} - {"single"}):
+        for mode in sorted({r.mode for r in rows if r.epoch_time_s} - {"single"}):  # modes that ran
             if points:
                 bands[mode] = [BandPoint(1, 1.0, 1.0, True)]  # one device: no communication, the baseline's step
             for n, point in sorted(points.items()):
