@@ -29,8 +29,9 @@ class Nodes:
     configurations that span nodes (PET_NODE_RANK)."""
 
     rdzv_endpoint: str | None = field(default_factory=lambda: _env("RDZV_ENDPOINT"))
-    """HOST:PORT of node 0, where each multi-node configuration's c10d rendezvous meets; configuration i of the
-    plan uses PORT + i, so no rendezvous ever meets a finished one's store (PET_RDZV_ENDPOINT)."""
+    """HOST:PORT of node 0. PORT holds the study's store (node 0's schedule for the other nodes); configuration i
+    of the plan meets at PORT + 1 + 2i (its collectives at PORT + 2 + 2i), so no rendezvous ever meets a finished
+    one's store (PET_RDZV_ENDPOINT)."""
 
     local_addr: str | None = field(default_factory=lambda: _env("LOCAL_ADDR"))
     """This host's address as the others reach it (torchrun's --local-addr); needed where host names do not
@@ -102,5 +103,5 @@ def rendezvous(nodes: Nodes, index: int, key: str, devices: int, per_node: int, 
     """The rendezvous of the plan's configuration number `index` (same on every node: same command, same plan)."""
     host, _, port = nodes.rdzv_endpoint.rpartition(":")
     rdzv_id = "mgpu-" + hashlib.sha1(f"{key}-{index}".encode()).hexdigest()[:12]
-    return Rendezvous(nodes_needed(devices, per_node), f"{host}:{int(port) + index}", rdzv_id,
+    return Rendezvous(nodes_needed(devices, per_node), f"{host}:{int(port) + 1 + index}", rdzv_id,
                       nodes.node_rank == 0, nodes.local_addr, timeout_s)

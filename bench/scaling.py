@@ -24,6 +24,7 @@ from .axes import Axes
 from .comm import COMM_FILE, read_comm
 from .goal import Goal
 from .lock import LockedError, exclusive
+from .node_schedule import NodeScheduleError
 from .nodes import Nodes
 from .plan import default_counts, plan
 from .report import write_report
@@ -156,6 +157,9 @@ def main(argv: list[str] | None = None) -> int:
     except (DataError, ResultsError, LockedError) as exc:
         print(f"python -m bench.scaling: error: {exc}", file=sys.stderr)
         return 2
+    except NodeScheduleError as exc:
+        print(f"python -m bench.scaling: node {nodes.node_rank}: {exc}", file=sys.stderr)
+        return 1
     except OSError as exc:
         print(f"python -m bench.scaling: error: {exc.filename or out}: {exc.strerror}", file=sys.stderr)
         return 2

@@ -19,6 +19,7 @@ from .collectives import CommConfig
 from .comm import COMM_FILE, read_comm, run_count
 from .goal import Goal
 from .launch import Outcome, child_command, run_logged
+from .node_schedule import NodeSchedule, NodeScheduleError, Step, bound_s
 from .nodes import Nodes, Rendezvous, nodes_needed, rendezvous
 from .plan import Planned
 from .provenance import collect
@@ -117,22 +118,23 @@ class Sweep:
         failure_file.unlink(missing_ok=True)
         return outcome, result
 
-    def measure_comm(self, entry: Planned, measured: set[int]) -> None:
-        """The collective benchmark for entry's device count, once per sweep (and not again on --resume), before
-        the count's first configuration that communicates."""
-        if (not self.sweep.comm or entry.skip or entry.devices < 2 or entry.mode == "single"
-                or entry.devices in measured):  # one measurement per count serves every mode and variant
-            return
+    def comm_due(self, entry: Planned, measured: set[int]) -> bool:
+        """Whether the collective benchmark runs before `entry`: once per device count (and not again on --resume),
+        before the count's first configuration that communicates; one measurement serves every mode and variant."""
+        if (not self.sweep.comm or entry.devices < 2 or entry.mode == "single" or entry.devices in measured):
+            return False
         measured.add(entry.devices)
-        study = self.study(entry)
-        if self.nodes.node_rank == 0 and any(r.get("study") == study and r["devices"] == entry.devices
-                                             for r in read_comm(self.out / COMM_FILE)):
+        if any(r.get("study") == self.study(entry) and r["devices"] == entry.devices
+               for r in read_comm(self.out / COMM_FILE)):
             tqdm.write(f"collectives x{entry.devices}: measured already")
-            return
+            return False
+        return True
+
+    def measure_comm(self, entry: Planned) -> None:
         comm = CommConfig(max_bytes=self.sweep.comm_max_bytes, timeout=self.sweep.timeout)
         plain = dataclasses.replace(entry, mode="ddp", variant=())  # the collectives do not depend on the variant
         record, error = run_count(self.child_config(plain), comm, entry.devices, self.out, self.command_line,
-                                  extra={"study": study}, rendezvous=self.rendezvous(entry, 1),
+                                  extra={"study": self.study(entry)}, rendezvous=self.rendezvous(entry, 1),
                                   per_node=self.per_node, record=self.nodes.node_rank == 0,
                                   env=self.nodes.child_env())
         if error or record is None:
@@ -144,44 +146,92 @@ class Sweep:
                    f"{at_model['time_s'] * 1e3:.2f} ms, busbw {at_model['busbw_bytes_per_s'] / 1e9:.2f} GB/s; "
                    f"compute-only step {record['compute_step_s'] * 1e3:.1f} ms")
 
+    def steps(self, entries: list[Planned], done: set[str]) -> list[tuple[str, Planned]]:
+        """What node 0 does, in order: ("skip" | "done" | "comm" | "train", entry)."""
+        steps, measured = [], set()
+        for entry in entries:
+            if entry.skip:
+                steps.append(("skip", entry))
+            elif self.key(entry) in done:
+                steps.append(("done", entry))
+            else:
+                steps += [("comm", entry)] * self.comm_due(entry, measured) + [("train", entry)]
+        return steps
+
+    def step_name(self, kind: str, entry: Planned) -> str:
+        return ("comm:" if kind == "comm" else "") + self.key(entry)
+
+    def node_steps(self, steps: list[tuple[str, Planned]]) -> list[Step]:
+        """The launches that span nodes, each with how long node 0 can take to reach it."""
+        spanning, local, after_spanning = [], 0, False
+        for kind, entry in steps:
+            if kind not in ("comm", "train"):
+                continue
+            if self.spans(entry) == 1:
+                local += 1
+                continue
+            spanning.append(Step(self.step_name(kind, entry), bound_s(local + after_spanning, self.sweep.timeout)))
+            local, after_spanning = 0, True
+        return spanning
+
     def run(self, entries: list[Planned], resume: bool) -> None:
         """Run (or skip, or find done) every planned configuration, recording each. Nodes other than 0 take part
         in the configurations that span them and record nothing."""
-        if self.nodes.node_rank:
-            return self._take_part(entries)
         self.index = {entry: i for i, entry in enumerate(entries)}
+        schedule = NodeSchedule(self.nodes, self.sweep.timeout) if self.nodes.multi else None
+        if self.nodes.node_rank:
+            return self._take_part(entries, schedule)
         recorded = {r["key"]: r["status"] for r in read_records(self.results)} if resume else {}
-        measured: set[int] = set()
         done = {k for k, status in recorded.items() if status == "ok"}
-        todo = [e for e in entries if e.skip is None and self.key(e) not in done]
-        print(f"{len(entries)} configurations: {len(todo)} to run, {len(entries) - len(todo)} skipped or done; "
+        steps = self.steps(entries, done)
+        if schedule:
+            schedule.publish(self.node_steps(steps))
+        spanned = 0
+        todo = sum(kind == "train" for kind, _ in steps)
+        print(f"{len(entries)} configurations: {todo} to run, {len(entries) - todo} skipped or done; "
               f"results in {self.results}")
-        with tqdm(total=len(todo) * self.base.epochs, unit="epoch", dynamic_ncols=True) as bar:
-            for entry in entries:
+        with tqdm(total=todo * self.base.epochs, unit="epoch", dynamic_ncols=True) as bar:
+            for kind, entry in steps:
                 name = f"{entry.label} {self.device_type} trial {entry.trial}"
-                if entry.skip:
+                if schedule and kind in ("comm", "train") and self.spans(entry) > 1:
+                    schedule.go(spanned)
+                    spanned += 1
+                if kind == "skip":
                     if recorded.get(self.key(entry)) != "skipped":
                         self.record(entry, "skipped", error=entry.skip)
                         tqdm.write(f"{name}: skipped ({entry.skip})")
-                elif self.key(entry) in done:
+                elif kind == "done":
                     tqdm.write(f"{name}: done already (--resume)")
-                else:
+                elif kind == "comm":
                     bar.set_description(f"collectives x{entry.devices}")
-                    self.measure_comm(entry, measured)
+                    self.measure_comm(entry)
+                else:
                     bar.set_description(name)
                     seen = bar.n
                     outcome, result = self.launch(entry, lambda: bar.update(1))
                     bar.update(seen + self.base.epochs - bar.n)  # a failed configuration's unfinished epochs
                     tqdm.write(f"{name}: {self._finish(entry, outcome, result)}")
 
-    def _take_part(self, entries: list[Planned]) -> None:
-        self.index = {entry: i for i, entry in enumerate(entries)}
-        mine = [e for e in entries if e.skip is None and self.takes_part(e)]
-        print(f"node {self.nodes.node_rank}: taking part in {len(mine)} of {len(entries)} configurations "
-              "(node 0 records them)")
-        measured: set[int] = set()
-        for entry in mine:
-            self.measure_comm(entry, measured)
+    def _take_part(self, entries: list[Planned], schedule: NodeSchedule) -> None:
+        """Follow node 0's list of launches that span nodes; NodeScheduleError where node 0 is lost or its study
+        differs from this node's."""
+        mine = {self.step_name(kind, e): (kind, e) for e in entries if e.skip is None and self.spans(e) > 1
+                for kind in ("comm", "train")}
+        steps = schedule.steps()
+        unknown = [s.name for s in steps if s.name not in mine]
+        if unknown:
+            raise NodeScheduleError(f"node 0 runs {unknown[0]}, which this node's plan lacks: run the same command, "
+                                    "with the same flags, on every node")
+        print(f"node {self.nodes.node_rank}: following node 0 through {len(steps)} launches that span nodes "
+              "(node 0 records them)", flush=True)
+        for n, step in enumerate(steps):
+            schedule.wait_go(n, step)  # also before launches without this node: the next bound counts from here
+            kind, entry = mine[step.name]
+            if not self.takes_part(entry):
+                continue
+            if kind == "comm":
+                self.measure_comm(entry)
+                continue
             outcome, _ = self.launch(entry, lambda: None)
             print(f"{entry.label} trial {entry.trial}: " + (f"FAILED here: {outcome.error}" if outcome.error
                                                             else "done here"), flush=True)
