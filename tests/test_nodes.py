@@ -134,14 +134,21 @@ def test_the_other_nodes_follow_node_zero_and_stop_in_one_line_when_it_is_gone(t
         NodeSchedule(runner.nodes, timeout_s=1)
 
 
+def _study(hosts, tmp_path, *args: str) -> list[str]:
+    """The same sweep on both hosts; [node 1's output, node 0's output], both having exited 0."""
+    nodes = [subprocess.Popen(node_command(hosts, rank, tmp_path / f"node{rank}", *args), text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT) for rank in (1, 0)]
+    outputs = [node.communicate(timeout=600)[0] for node in nodes]
+    assert [node.returncode for node in nodes] == [0, 0], outputs[0][-3000:] + outputs[1][-3000:]
+    return outputs
+
+
 @pytest.mark.slow
 def test_a_two_node_study_matches_one_host(two_hosts, tmp_path):
     args = ["--gpus", "1,2", "--modes", "single,ddp", *TRAIN_TINY, "--comm-max-bytes", "65536", "--timeout", "240"]
-    nodes = [subprocess.Popen(node_command(two_hosts, rank, tmp_path / f"node{rank}", *args), text=True,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT) for rank in (1, 0)]
-    outputs = [node.communicate(timeout=600)[0] for node in nodes]
-    assert [node.returncode for node in nodes] == [0, 0], outputs[1][-3000:] + outputs[0][-3000:]
-    records = {(r["mode"], r["devices"]): r for r in read_records(tmp_path / "node0" / "results.jsonl")}
+    outputs = _study(two_hosts, tmp_path, *args)
+    results = tmp_path / "node0" / "results.jsonl"
+    records = {(r["mode"], r["devices"]): r for r in read_records(results)}
     assert not (tmp_path / "node1" / "results.jsonl").exists()  # node 0 writes the records
     ddp2 = records["ddp", 2]
     assert ddp2["status"] == "ok" and ddp2["provenance"]["nodes"] == 2 and ddp2["result"]["world_size"] == 2
@@ -155,6 +162,14 @@ def test_a_two_node_study_matches_one_host(two_hosts, tmp_path):
     assert local["provenance"]["nodes"] == 1
     assert ddp2["train_loss"] == pytest.approx(local["train_loss"], rel=1e-5)  # the same training, two hosts
     assert ddp2["val_acc"] == local["val_acc"]
+
+    # --resume across nodes: node 0 decides what is left (ddp x2, its record taken away) and node 1 follows
+    kept = [line for line in results.read_text().splitlines() if '"devices": 2' not in line]
+    results.write_text("\n".join(kept) + "\n")
+    outputs = _study(two_hosts, tmp_path, *args, "--resume")
+    assert "following node 0 through 1 launches" in outputs[0] and "ddp x2 trial 0: done here" in outputs[0]
+    assert "single x1 cpu trial 0: done already" in outputs[1]
+    assert [(r["mode"], r["devices"], r["status"]) for r in read_records(results)][-1] == ("ddp", 2, "ok")
 
 
 @pytest.mark.slow
