@@ -34,9 +34,9 @@ def git_commit() -> str:
     return commit + ("-dirty" if _run(["git", "status", "--porcelain", "--untracked-files=no"]) else "")
 
 
-def collect(precision: str, seed: int, argv: list[str], result: dict | None = None) -> dict:
+def collect(precision: str, seed: int, argv: list[str], result: dict | None = None, nodes: int = 1) -> dict:
     """Provenance of a record. Machine and software are this process's; threads and nodes are the run's own
-    (from its `result`, a RunResult dict) where it ran."""
+    (from its `result`, a RunResult dict) where it ran, else `nodes` is the planned span."""
     cuda = torch.cuda.is_available()
     driver = _run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"]) if cuda else None
     return {
@@ -55,7 +55,7 @@ def collect(precision: str, seed: int, argv: list[str], result: dict | None = No
         "cpu_cores": usable_cores(),
         "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
         "torch_threads": result["threads"] if result else None,
-        "nodes": result["nodes"] if result else 1,
+        "nodes": result["nodes"] if result else nodes,
         "topology": topology(cuda, result),
         "precision": precision,
         "seed": seed,

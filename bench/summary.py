@@ -47,6 +47,8 @@ class Row:
     """The largest peak memory of any rank."""
     grad_accum: int = 1
     comm_hook: str = "none"
+    nodes: int = 1
+    """Hosts the configuration spanned (the most of any trial)."""
 
     @property
     def label(self) -> str:
@@ -163,6 +165,7 @@ def summarize(records: list[dict], goal: Goal, comm_records: list[dict] = ()) ->
             peak_memory_bytes=max((m for r in ok for m in r.get("peak_memory_bytes", [])), default=None),
             grad_accum=group[-1]["train_config"].get("grad_accum", 1),
             comm_hook=group[-1]["train_config"].get("ddp_comm_hook", "none"),
+            nodes=max(r.get("provenance", {}).get("nodes", 1) for r in group),
         ))
     reference = (records[-1] if records else {})
     ok_records = [r for r in records if r["status"] == "ok"]
@@ -245,7 +248,8 @@ def markdown_table(study: Study) -> str:
         if study.peak_tflops:
             tflops += f" | {r.tflops_per_device / study.peak_tflops:.1%}" if r.tflops_per_device else " | -"
         memory = f"{r.peak_memory_bytes / 2**30:.2f} GiB" if r.peak_memory_bytes else "-"
-        lines.append(f"| {r.devices} {study.device_type} | {r.label} | {status} | {t} | {sps} | {per_dev} | {tflops} "
+        where = f"{r.devices} {study.device_type}" + (f", {r.nodes} nodes" if r.nodes > 1 else "")
+        lines.append(f"| {where} | {r.label} | {status} | {t} | {sps} | {per_dev} | {tflops} "
                      f"| {speedup} | {predicted} | {resid} | {eff} | {acc} | {reach} | {r.verdict} "
                      f"| {e.bottleneck or '-'} | {memory} |")
     return "\n".join(lines)

@@ -89,7 +89,7 @@ class Sweep:
         cfg = self.child_config(entry)
         record = make_record(cfg=cfg, devices=entry.devices, trial=entry.trial, scaling=self.scaling,
                              device_type=self.device_type, status=status, result=result, error=error, wall_s=wall_s,
-                             provenance=collect(cfg.precision, cfg.seed, self.command_line, result),
+                             provenance=collect(cfg.precision, cfg.seed, self.command_line, result, self.spans(entry)),
                              target_val_acc=self.goal.min_val_acc)
         append_record(self.results, record)
         return record

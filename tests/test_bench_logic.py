@@ -87,6 +87,14 @@ def test_speedup_efficiency_and_verdicts():
     assert rows["ddp", 2].samples_per_s_per_device == pytest.approx((1000 / 5 + 1000 / 6) / 2 / 2)  # median of epochs
 
 
+def test_the_table_says_how_many_nodes_a_configuration_spanned():
+    spanning = [record("ddp", 16, [2.0]), record("ddp", 16, status="timeout", error="rank 9: lost", trial=1)]
+    spanning[0]["provenance"]["nodes"] = 2
+    spanning[1]["provenance"]["nodes"] = 2  # a failed trial has no result: the sweep records the planned span
+    table = markdown_table(summarize([record("single", 1, [8.0]), record("ddp", 8, [2.0]), *spanning], Goal()))
+    assert "| 8 cuda | ddp |" in table and "| 16 cuda, 2 nodes | ddp | partial (1/2) |" in table
+
+
 def test_retried_configuration_counts_once_success_wins():
     failed = record("ddp", 2, status="failed", error="x")
     ok = record("ddp", 2, [4.0], acc=0.8)

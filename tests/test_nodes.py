@@ -153,6 +153,7 @@ def test_a_two_node_study_matches_one_host(two_hosts, tmp_path):
     ddp2 = records["ddp", 2]
     assert ddp2["status"] == "ok" and ddp2["provenance"]["nodes"] == 2 and ddp2["result"]["world_size"] == 2
     assert records["single", 1]["provenance"]["nodes"] == 1
+    assert "| 2 cpu, 2 nodes | ddp | ok |" in (tmp_path / "node0" / "summary.md").read_text()
     comm = [line for line in (tmp_path / "node0" / "comm.jsonl").read_text().splitlines()]
     assert len(comm) == 1 and '"nodes": 2' in comm[0]  # the collectives measured between the hosts
 
@@ -192,8 +193,10 @@ def test_a_node_lost_mid_run_is_recorded_and_the_study_goes_on(two_hosts, tmp_pa
     node1.wait()
     output = node0.communicate(timeout=600)[0]
     assert node0.returncode == 0, output[-3000:]
+    records = read_records(tmp_path / "node0" / "results.jsonl")
     rows = [(r["mode"], r["trial"], r["status"], r["error"], r["wall_s"])
-            for r in read_records(tmp_path / "node0" / "results.jsonl") if r["devices"] != 1 or r["mode"] == "single"]
+            for r in records if r["devices"] != 1 or r["mode"] == "single"]
+    assert {r["provenance"]["nodes"] for r in records if r["devices"] == 2} == {2}  # failed, yet planned on 2
     lost = next(r for r in rows if r[:2] == ("ddp", 0))
     assert lost[2] in ("failed", "timeout") and lost[3] and "\n" not in lost[3], rows
     assert time.monotonic() - lost_at < 60 + 30 + 60  # within the configured timeouts
