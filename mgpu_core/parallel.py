@@ -3,7 +3,9 @@ unwraps it."""
 
 from __future__ import annotations
 
+import weakref
 from contextlib import nullcontext
+from functools import partial
 
 import torch
 from torch import nn
@@ -16,6 +18,9 @@ from .distributed import DistEnv
 
 POWERSGD_START_ITER = 2
 """PowerSGD all-reduces uncompressed for its first steps (torch requires > 1), then compresses."""
+
+_HOOK_STATES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+"""DDP module -> (its comm hook's state, a factory of a fresh one): what reset_comm_hook_state puts back."""
 
 
 def wrap_model(model: nn.Module, cfg: TrainConfig, env: DistEnv) -> nn.Module:
@@ -52,10 +57,23 @@ def _register_hook(model: DistributedDataParallel, cfg: TrainConfig) -> None:
     elif cfg.ddp_comm_hook == "fp16":
         model.register_comm_hook(None, default_hooks.fp16_compress_hook)
     elif cfg.ddp_comm_hook == "powersgd":
-        state = powerSGD_hook.PowerSGDState(process_group=None, matrix_approximation_rank=cfg.powersgd_rank,
-                                            start_powerSGD_iter=POWERSGD_START_ITER, warm_start=True,
-                                            random_seed=cfg.seed)
+        fresh = partial(powerSGD_hook.PowerSGDState, process_group=None, matrix_approximation_rank=cfg.powersgd_rank,
+                        start_powerSGD_iter=POWERSGD_START_ITER, warm_start=True, random_seed=cfg.seed)
+        state = fresh()
         model.register_comm_hook(state, powerSGD_hook.powerSGD_hook)
+        _HOOK_STATES[model] = state, fresh
+
+
+def reset_comm_hook_state(model: nn.Module) -> None:
+    """Put a stateful comm hook back as it was registered (PowerSGD's error feedback, warm-start factors, step
+    count and random generator), so warm-up leaves no trace in the timed training. DDP takes one hook per model,
+    so the registered state object is refilled in place."""
+    state, fresh = _HOOK_STATES.get(getattr(model, "_orig_mod", model), (None, None))
+    if state is not None:
+        new = fresh()
+        for name in type(state).__slots__:
+            if name != "process_group":
+                setattr(state, name, getattr(new, name))
 
 
 def _fully_shard(model: nn.Module, cfg: TrainConfig) -> nn.Module:

@@ -21,7 +21,7 @@ from .distributed import DistEnv, all_gather_to_host, all_reduce_to_host, barrie
 from .hardware import bf16_supported, device_name
 from .image_arrays import ImageArrays
 from .models import build_model, flops_per_sample, gradient_bytes, parameter_count, peak_tflops
-from .parallel import gradient_sync, unwrap, wrap_model
+from .parallel import gradient_sync, reset_comm_hook_state, unwrap, wrap_model
 from .pipelines import build_pipelines
 from .recipe import lr_multiplier, lr_scale, make_optimizer
 
@@ -232,9 +232,10 @@ def lockstep_batches(pipeline, cfg: TrainConfig, env: DistEnv):
 
 
 def warm_up(runner: StepRunner, pipeline, cfg: TrainConfig) -> tuple[float, float, int]:
-    """Untimed steps (compilation, kernel selection, allocator, worker start-up), then the model, optimizer and
-    schedule are put back as they were, so the timed epochs train exactly as they would have without warm-up.
-    Returns (compile_s, warmup_s, steps): the first step's time is compile_s when compiling, apart from the rest."""
+    """Untimed steps (compilation, kernel selection, allocator, worker start-up), then the model, optimizer,
+    schedule and comm hook state are put back as they were, so the timed epochs train exactly as they would have
+    without warm-up. Returns (compile_s, warmup_s, steps): the first step's time is compile_s when compiling,
+    apart from the rest."""
     if cfg.warmup_epochs == 0 and cfg.warmup_steps == 0:
         return 0.0, 0.0, 0
     env = runner.env
@@ -261,6 +262,7 @@ def warm_up(runner: StepRunner, pipeline, cfg: TrainConfig) -> tuple[float, floa
                                              dist.ReduceOp.MAX)
     for target, state in zip((model, runner.optimizer, runner.scheduler), saved, strict=True):
         target.load_state_dict(state)
+    reset_comm_hook_state(runner.model)
     return compile_s, warmup_s, steps
 
 

@@ -74,12 +74,15 @@ def test_accumulation_equals_the_big_batch(small_synthetic, tmp_path):
 def test_compression_hooks_stay_within_a_stated_distance(small_synthetic, tmp_path):
     """bf16 and fp16 all-reduce: after 32 steps every parameter tensor is within a stated relative L2 distance of
     the uncompressed run (bf16 keeps 8 bits of mantissa: 5%; fp16 keeps 11: 1%); PowerSGD (rank 2, a lossy
-    low-rank approximation) trains but is not held to it."""
+    low-rank approximation) trains but is not held to it, and trains the same with warm-up as without."""
     runs = [("plain", {"mode": "ddp", "batch_size": 16}),
             ("bf16", {"mode": "ddp", "batch_size": 16, "ddp_comm_hook": "bf16"}),
             ("fp16", {"mode": "ddp", "batch_size": 16, "ddp_comm_hook": "fp16"}),
-            ("powersgd", {"mode": "ddp", "batch_size": 16, "ddp_comm_hook": "powersgd"})]
+            ("powersgd", {"mode": "ddp", "batch_size": 16, "ddp_comm_hook": "powersgd"}),
+            ("powersgd-cold", {"mode": "ddp", "batch_size": 16, "ddp_comm_hook": "powersgd", "warmup_steps": 0})]
     [rank0, _] = run_ranks(_train, 2, tmp_path, runs, small_synthetic)
+    # warm-up puts PowerSGD's state (error feedback, warm-start factors, step count) back too
+    assert_same_parameters(rank0["powersgd-cold"][1], rank0["powersgd"][1])
     plain = rank0["plain"][1]
     for hook, bound in (("bf16", 0.05), ("fp16", 0.01)):
         for name, tensor in rank0[hook][1].items():
