@@ -12,10 +12,13 @@ from datetime import timedelta
 
 import torch.distributed as dist
 
+from .launch import KILL_WAIT_S, TERM_GRACE_S
 from .nodes import Nodes
 
 START_SLACK_S = 60.0
 """Start-up of a launch beyond its timeout, and the nodes' different start times."""
+LAUNCH_MARGIN_S = 15.0
+"""Per launch of node 0's own, beyond ending its tree: the output reader's end, the record, the next start."""
 
 
 class NodeScheduleError(RuntimeError):
@@ -68,7 +71,7 @@ class NodeSchedule:
 def bound_s(local_launches: int, timeout_s: float) -> float:
     """How long node 0 can take to reach a spanning launch with `local_launches` of its own before it: each ends
     within its timeout (plus the tree's ending), then one start-up."""
-    return local_launches * (timeout_s + 30.0) + START_SLACK_S
+    return local_launches * (timeout_s + TERM_GRACE_S + KILL_WAIT_S + LAUNCH_MARGIN_S) + START_SLACK_S
 
 
 def _first_line(exc: BaseException) -> str:
