@@ -146,4 +146,4 @@ def test_one_configuration_across_two_nodes_merges_with_a_sweep(tmp_path):
     assert report.returncode == 0, report.stderr
     assert "other stud" not in report.stdout
     summary = (tmp_path / "merged" / "summary.md").read_text()
-    assert "| 1 cpu | single | ok |" in summary and "| 2 cpu | ddp | ok |" in summary
+    assert "| 1 cpu | single | ok |" in summary and "| 2 cpu, 2 nodes | ddp | ok |" in summary

@@ -8,6 +8,7 @@ import pytest
 import torch
 from helpers import run_ranks
 
+from bench.launch import kill_tree
 from mgpu_core.config import TrainConfig
 from mgpu_core.distributed import process_group
 from mgpu_core.model import SimpleCNN
@@ -80,11 +81,15 @@ def test_distributed_evaluation_counts_each_sample_once(small_synthetic, tmp_pat
 @pytest.mark.slow
 def test_torchrun_cli_two_ranks(tmp_path):
     out = tmp_path / "ddp.json"
-    proc = subprocess.run(
+    proc = subprocess.Popen(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "mgpu_core",
          "--mode", "ddp", "--dataset", "synthetic", "--synthetic-train-size", "640", "--synthetic-test-size", "99",
          "--epochs", "2", "--pipeline", "dataloader", "--workers", "1", "--json", str(out)],
-        capture_output=True, text=True, timeout=300)
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        proc.stdout, proc.stderr = proc.communicate(timeout=300)
+    finally:
+        kill_tree(proc)  # on a timeout, torchrun's ranks and their workers too, not torchrun alone
     assert proc.returncode == 0, proc.stderr[-2000:]
     record = json.loads(out.read_text())
     assert record["world_size"] == 2 and record["backend"] == "gloo" and record["config"]["mode"] == "ddp"
