@@ -28,6 +28,8 @@ from .sweep_config import SweepConfig
 
 EPOCH_LINE = re.compile(r"^epoch \d+/\d+ ")
 SINGLE_NODE = Nodes(nnodes=1, node_rank=0)
+LAUNCHES = ("comm", "train")
+"""The steps that start a process tree (the others, "skip" and "done", only record or report)."""
 
 
 @dataclass
@@ -165,7 +167,7 @@ class Sweep:
         """The launches that span nodes, each with how long node 0 can take to reach it."""
         spanning, local, after_spanning = [], 0, False
         for kind, entry in steps:
-            if kind not in ("comm", "train"):
+            if kind not in LAUNCHES:
                 continue
             if self.spans(entry) == 1:
                 local += 1
@@ -193,7 +195,7 @@ class Sweep:
         with tqdm(total=todo * self.base.epochs, unit="epoch", dynamic_ncols=True) as bar:
             for kind, entry in steps:
                 name = f"{entry.label} {self.device_type} trial {entry.trial}"
-                if schedule and kind in ("comm", "train") and self.spans(entry) > 1:
+                if schedule and kind in LAUNCHES and self.spans(entry) > 1:
                     schedule.go(spanned)
                     spanned += 1
                 if kind == "skip":
@@ -216,7 +218,7 @@ class Sweep:
         """Follow node 0's list of launches that span nodes; NodeScheduleError where node 0 is lost or its study
         differs from this node's."""
         mine = {self.step_name(kind, e): (kind, e) for e in entries if e.skip is None and self.spans(e) > 1
-                for kind in ("comm", "train")}
+                for kind in LAUNCHES}
         steps = schedule.steps()
         unknown = [s.name for s in steps if s.name not in mine]
         if unknown:
