@@ -14,29 +14,28 @@ import dataclasses
 import json
 import os
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
 from torch.distributed.elastic.multiprocessing.errors import record
 
+from bench.records.comm import read_comm
+from bench.records.files import COMM_FILE, HANDOFF_DIR, LOGS_DIR
+from bench.records.results import ResultsError, append_record
+from bench.render.plots import render_comm
+from bench.run.launch import child_command, run_logged
+from bench.run.nodes import Rendezvous
+from bench.run.provenance import collect
 from mgpu_core.cli import build_parser, one_line_error
 from mgpu_core.cli_args import add_config_arguments, config_from_args, config_to_argv
+from mgpu_core.collectives import CommCheckError, CommConfig, measure, table
 from mgpu_core.config import ConfigError, TrainConfig
 from mgpu_core.distributed import process_group, usable_cores
 from mgpu_core.files import atomic_write
 from mgpu_core.hardware import pick_device_type
 
-from .collectives import CommCheckError, CommConfig, measure, table
-from .launch import child_command, run_logged
-from .nodes import Rendezvous
-from .plots import render_comm
-from .provenance import collect
-from .results import ResultsError, append_record, read_jsonl
-
 WORKER_ENV = "TORCHELASTIC_RUN_ID"
 """Set by torchrun in its workers: with it this process measures; without it, it launches the workers."""
-COMM_FILE = "comm.jsonl"
 
 
 def worker(cfg: TrainConfig, comm: CommConfig, json_path: Path | None) -> int:
@@ -63,13 +62,13 @@ def run_count(cfg: TrainConfig, comm: CommConfig, devices: int, out: Path, comma
     """Measure one device count in its own torchrun (across nodes with `rendezvous`, `per_node` processes each);
     append its record to <out>/comm.jsonl unless `record` is off (nodes other than 0). (record, None) or
     (None, the failure line)."""
-    handoff = out / ".handoff"
+    handoff = out / HANDOFF_DIR
     handoff.mkdir(parents=True, exist_ok=True)
     result_file, failure_file = handoff / f"comm-x{devices}.json", handoff / f"comm-x{devices}.failure.json"
     result_file.unlink(missing_ok=True)
     argv = config_to_argv(cfg) + config_to_argv(dataclasses.replace(comm, gpus=None)) + ["--json", str(result_file)]
     cmd = child_command(argv, "ddp", per_node if rendezvous else devices, module="bench.comm", rendezvous=rendezvous)
-    outcome = run_logged(cmd, comm.timeout, out / "logs" / f"comm-x{devices}.log", lambda line: None, failure_file,
+    outcome = run_logged(cmd, comm.timeout, out / LOGS_DIR / f"comm-x{devices}.log", lambda line: None, failure_file,
                          env if rendezvous else None)
     failure_file.unlink(missing_ok=True)
     if outcome.error or not record:
@@ -85,11 +84,6 @@ def run_count(cfg: TrainConfig, comm: CommConfig, devices: int, out: Path, comma
                                                                           "nodes": result["nodes"]})}
     append_record(out / COMM_FILE, rec)
     return rec, None
-
-
-def read_comm(path: Path, warn: Callable[[str], None] = print) -> list[dict]:
-    """The collective records of a comm.jsonl (none if it is absent)."""
-    return [r for r in read_jsonl(path, warn) if r.get("kind") == "comm"]
 
 
 def launch_all(cfg: TrainConfig, comm: CommConfig, out: Path, command_line: list[str]) -> int:

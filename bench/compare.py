@@ -4,9 +4,9 @@
 
 Configurations pair by (model, mode and variant, devices, batch, precision); each pair gets samples/s, efficiency
 and time to target for both sides, the change, and a verdict (faster, slower or no change) declared only beyond
-the noise (bench.noise). Unpaired configurations are listed. Studies whose settings make a comparison meaningless
-(another dataset, batch, precision, ...) are refused in one line unless --force; what a comparison is for (torch,
-driver, host, commit, other settings) is shown in the header.
+the noise (bench.explain.noise). Unpaired configurations are listed. Studies whose settings make a comparison
+meaningless (another dataset, batch, precision, ...) are refused in one line unless --force; what a comparison is
+for (torch, driver, host, commit, other settings) is shown in the header.
 """
 
 from __future__ import annotations
@@ -16,14 +16,14 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.explain.goal import Goal
+from bench.explain.noise import judge
+from bench.records.files import REPORT_FILE, RESULTS_FILE
+from bench.records.results import ResultsError, read_records
+from bench.render.html import markdown_table_to_html, paragraphs, write_html
+from bench.render.plots import render_compare
+from bench.render.summary import Row, Study, select_study, summarize
 from mgpu_core.cli_args import OneLineErrorParser, add_config_arguments, config_from_args
-
-from .goal import Goal
-from .html import markdown_table_to_html, paragraphs, write_html
-from .noise import judge
-from .plots import render_compare
-from .results import ResultsError, read_records
-from .summary import Row, Study, select_study, summarize
 
 REFUSED = ("dataset", "batch_per_device", "precision", "scaling", "image_size", "train_samples", "epochs")
 """Study settings that make a comparison meaningless when they differ (unless --force)."""
@@ -57,7 +57,7 @@ class Pair:
 
 
 def load_side(path: Path, goal: Goal, warn) -> Side:
-    results = path / "results.jsonl" if path.is_dir() else path
+    results = path / RESULTS_FILE if path.is_dir() else path
     if not results.is_file():
         raise CompareError(f"{path}: no results.jsonl there")
     records = select_study(read_records(results, warn=warn), warn=warn)
@@ -191,11 +191,11 @@ def report(base: Side, new: Side, pairs: list[Pair], only_base: list[Row], only_
     (out / "compare.md").write_text("# Comparison\n\n" + "\n\n".join(header) + f"\n\n{body}\n\n{summary}\n"
                                     + "".join(f"\n- {line}" for line in unpaired) + "\n")
     images = [render_compare(pairs, out, f"{base.path.parent.name or base.path} vs {new.path.parent.name}")]
-    write_html(out / "report.html", "mgpu-bench comparison",
+    write_html(out / REPORT_FILE, "mgpu-bench comparison",
                [("Sides and what differs", paragraphs(header)), ("Pairs", markdown_table_to_html(body)),
                 ("Verdicts", paragraphs([summary, *unpaired]))], images,
                {"base": base.records[-1]["provenance"], "new": new.records[-1]["provenance"]})
-    return text + f"\nwrote {out / 'compare.md'}, {images[0]}, {out / 'report.html'}"
+    return text + f"\nwrote {out / 'compare.md'}, {images[0]}, {out / REPORT_FILE}"
 
 
 if __name__ == "__main__":

@@ -19,10 +19,10 @@ from pathlib import Path
 
 import torch
 
+from bench.run.launch import child_command, run_logged
 from mgpu_core.cli_args import OneLineErrorParser, config_to_argv
-from mgpu_core.config import MODES, TrainConfig
-
-from .launch import child_command, run_logged
+from mgpu_core.config import TrainConfig
+from mgpu_core.names import MODES
 
 PATHS = {
     "dataloader fp32": {"pipeline": "dataloader", "precision": "fp32", "workers": 4, "channels_last": False},

@@ -12,13 +12,12 @@ from pathlib import Path
 
 from torch.distributed.elastic.multiprocessing.errors import record
 
+from bench.explain.goal import Goal
+from bench.records.results import append_record, make_record
+from bench.run.provenance import collect
 from mgpu_core.cli import build_parser, run_configuration
 from mgpu_core.cli_args import add_config_arguments, config_from_args
 from mgpu_core.config import TrainConfig
-
-from .goal import Goal
-from .provenance import collect
-from .results import append_record, make_record
 
 
 @record

@@ -14,15 +14,15 @@ import dataclasses
 import math
 import sys
 
+from bench.explain.goal import Goal
+from bench.records.accuracy import time_to_accuracy
 from mgpu_core.cli_args import OneLineErrorParser, add_config_arguments, config_from_args
 from mgpu_core.config import ConfigError, TrainConfig
 from mgpu_core.datasets import load_dataset
 from mgpu_core.distributed import process_group
 from mgpu_core.hardware import pick_device_type
 from mgpu_core.image_arrays import DataError
-from mgpu_core.trainer import time_to_accuracy, train_and_evaluate
-
-from .goal import Goal
+from mgpu_core.trainer import train_and_evaluate
 
 
 @dataclasses.dataclass

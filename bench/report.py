@@ -9,14 +9,22 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from bench.explain.goal import Goal
+from bench.records.comm import read_comm
+from bench.records.files import COMM_FILE, REPORT_FILE, SUMMARY_FILE
+from bench.records.results import ResultsError, read_records
+from bench.render.html import markdown_table_to_html, paragraphs, write_html
+from bench.render.plots import render, render_comm
+from bench.render.summary import (
+    Study,
+    goal_line,
+    markdown_summary,
+    markdown_table,
+    select_study,
+    summarize,
+    verdict_lines,
+)
 from mgpu_core.cli_args import OneLineErrorParser, add_config_arguments, config_from_args
-
-from .comm import COMM_FILE, read_comm
-from .goal import Goal
-from .html import markdown_table_to_html, paragraphs, write_html
-from .plots import render, render_comm
-from .results import ResultsError, read_records
-from .summary import Study, goal_line, markdown_summary, markdown_table, select_study, summarize, verdict_lines
 
 
 def write_report(records: list[dict], out: Path, goal: Goal, log: Callable[[str], None] = print,
@@ -28,14 +36,14 @@ def write_report(records: list[dict], out: Path, goal: Goal, log: Callable[[str]
     paths = render(summary, out)
     if comm_records:
         paths.append(render_comm(comm_records, out))
-    (out / "summary.md").write_text(markdown_summary(summary, [p.name for p in paths]))
-    page = write_html(out / "report.html", summary.title,
+    (out / SUMMARY_FILE).write_text(markdown_summary(summary, [p.name for p in paths]))
+    page = write_html(out / REPORT_FILE, summary.title,
                       [("Goal", paragraphs([goal_line(summary), *([summary.topology] if summary.topology else [])])),
                        ("Results", markdown_table_to_html(markdown_table(summary))),
                        ("Verdicts", paragraphs(verdict_lines(summary)))],
                       paths, chosen[-1]["provenance"] if chosen else None)
     log(f"\n{summary.title}\n\n{markdown_table(summary)}\n")
-    log("wrote " + ", ".join(str(p) for p in [out / "summary.md", *paths, page]))
+    log("wrote " + ", ".join(str(p) for p in [out / SUMMARY_FILE, *paths, page]))
     return summary
 
 

@@ -11,26 +11,20 @@ import sys
 from pathlib import Path
 
 import psutil
-import torch
 
+# Torch-free imports only at the top: a mistyped flag gets its one-line error in well under a second.
+from bench.explain.goal import Goal
+from bench.records.comm import read_comm
+from bench.records.files import COMM_FILE, HANDOFF_DIR, RESULTS_FILE
+from bench.records.results import ResultsError, read_records
+from bench.run.axes import Axes
+from bench.run.lock import LockedError, exclusive
+from bench.run.nodes import Nodes
+from bench.run.plan import default_counts, plan
+from bench.run.sweep_config import SweepConfig
 from mgpu_core.cli_args import OneLineErrorParser, add_config_arguments, config_from_args
 from mgpu_core.config import ConfigError, TrainConfig
-from mgpu_core.datasets import load_dataset
-from mgpu_core.distributed import usable_cores
-from mgpu_core.hardware import pick_device_type
 from mgpu_core.image_arrays import DataError
-
-from .axes import Axes
-from .comm import COMM_FILE, read_comm
-from .goal import Goal
-from .lock import LockedError, exclusive
-from .node_schedule import NodeScheduleError
-from .nodes import Nodes
-from .plan import default_counts, plan
-from .report import write_report
-from .results import ResultsError, read_records
-from .sweep import Sweep
-from .sweep_config import SweepConfig
 
 EXAMPLES = """worked example (4 GPUs, CIFAR-10 already in ~/data/cifar10):
   python -m bench.scaling --gpus 1,2,4 --dataset cifar10 --data-dir ~/data/cifar10 --epochs 5 --trials 3
@@ -69,6 +63,14 @@ def parse(argv: list[str]) -> tuple[SweepConfig, Goal, Axes, Nodes, TrainConfig,
     goal = config_from_args(Goal, args, parser)
     axes = config_from_args(Axes, args, parser)
     nodes = config_from_args(Nodes, args, parser)
+    axis_names = {f.name for f in dataclasses.fields(Axes)}
+    train = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
+             if hasattr(args, f.name) and f.name not in axis_names}
+    try:
+        TrainConfig(**{**train, "epochs": train["epochs"] or 1})  # every training flag checked before torch loads
+    except ConfigError as exc:
+        parser.error(str(exc))
+    from mgpu_core.hardware import pick_device_type
     try:
         device_type = pick_device_type(args.device)
     except ConfigError as exc:
@@ -86,9 +88,7 @@ def parse(argv: list[str]) -> tuple[SweepConfig, Goal, Axes, Nodes, TrainConfig,
                            f"{args.train_samples:,} training samples; give --epochs E (and --train-samples N) "
                            "for the full study")
     # The template every configuration is made from (TrainConfig.for_mode adapts it); the axes fill in the rest.
-    axis_names = {f.name for f in dataclasses.fields(Axes)}
-    train = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
-             if hasattr(args, f.name) and f.name not in axis_names}
+    train |= {"epochs": args.epochs, "train_samples": args.train_samples}
     try:
         base = TrainConfig(**train)
     except ConfigError as exc:
@@ -98,6 +98,7 @@ def parse(argv: list[str]) -> tuple[SweepConfig, Goal, Axes, Nodes, TrainConfig,
 
 def resolve_dataset(train: TrainConfig) -> TrainConfig:
     """Find (or download) the data once, before any configuration starts; children then read it locally."""
+    from mgpu_core.datasets import load_dataset
     data = load_dataset(train)
     if data.name == "synthetic":
         return dataclasses.replace(train, dataset="synthetic")
@@ -114,7 +115,7 @@ def check_results_file(path: Path) -> None:
 def refuse_leftovers(out: Path) -> None:
     """Processes of an earlier sweep on this --out (its children name <out>/.handoff on their command line) must
     not train beside a new one."""
-    marker = str((out / ".handoff").resolve())
+    marker = str((out / HANDOFF_DIR).resolve())
     left = [p.info["pid"] for p in psutil.process_iter(["pid", "cmdline"])
             if p.info["pid"] != os.getpid() and marker in " ".join(p.info["cmdline"] or [])]
     if left:
@@ -133,6 +134,12 @@ def _terminate(signum, frame) -> None:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     sweep, goal, axes, nodes, base, device_type, notices = parse(argv)
+    import torch
+
+    from bench.report import write_report
+    from bench.run.node_schedule import NodeScheduleError
+    from bench.run.sweep import Sweep
+    from mgpu_core.distributed import usable_cores
     visible = torch.cuda.device_count() if device_type == "cuda" else 0
     per_node = nodes.nproc_per_node or visible or usable_cores()
     out = Path(sweep.out).expanduser()
@@ -140,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         out.mkdir(parents=True, exist_ok=True)
         with exclusive(out):
-            check_results_file(out / "results.jsonl")  # a file this harness cannot extend fails now, not later
+            check_results_file(out / RESULTS_FILE)  # a file this harness cannot extend fails now, not later
             refuse_leftovers(out)
             base = resolve_dataset(base)
             for line in notices:

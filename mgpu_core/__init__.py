@@ -1,7 +1,5 @@
-"""mgpu_core: the trainer behind mgpu-bench (SimpleCNN on CIFAR-10; single, DataParallel, DistributedDataParallel)."""
+"""mgpu_core: what is measured: one configuration on one process group (SimpleCNN on CIFAR-10 or your model;
+single, DataParallel, DistributedDataParallel, FSDP). Importing the package loads no torch; its modules that train do.
 
-from .config import ConfigError, TrainConfig
-from .image_arrays import DataError, ImageArrays
-from .model import SimpleCNN
-
-__all__ = ["ConfigError", "DataError", "ImageArrays", "SimpleCNN", "TrainConfig"]
+Torch-free: config, names, errors, cli_args, bandwidth, files. Everything else imports torch.
+"""

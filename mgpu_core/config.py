@@ -10,16 +10,9 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Literal
 
 from .errors import ConfigError
-from .models import check_model
+from .names import Mode, check_model
 from .recipe import RECIPE_FIELDS, Recipe, resolve_recipe
 
-Mode = Literal["single", "dp", "ddp", "fsdp"]
-MODES: tuple[str, ...] = typing.get_args(Mode)
-"""The parallel modes, in the order tables and plots list them."""
-CLASSIC_MODES = ("single", "dp", "ddp")
-"""The classic experiment's modes: what a sweep runs unless --modes says otherwise."""
-DISTRIBUTED_MODES = ("ddp", "fsdp")
-"""Modes with one process per device in a process group (started by torchrun)."""
 CommHook = Literal["none", "bf16", "fp16", "powersgd"]
 FsdpWrap = Literal["layer", "model"]
 Pipeline = Literal["device", "dataloader"]

@@ -12,8 +12,9 @@ from datetime import timedelta
 import torch
 import torch.distributed as dist
 
-from .config import DISTRIBUTED_MODES, ConfigError, TrainConfig
+from .config import ConfigError, TrainConfig
 from .hardware import pick_device_type
+from .names import DISTRIBUTED_MODES
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import copy
 import importlib
-import re
 from collections.abc import Callable
 
 import torch
@@ -15,23 +14,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from .errors import ConfigError
 from .model import SimpleCNN
-
-TORCHVISION = ("resnet18", "resnet50", "mobilenet_v3_small", "vit_b_16")
-"""Built untrained (weights=None): from many FLOPs per gradient byte (resnet50) to few (mobilenet_v3_small)."""
-MODEL_NAMES = ("simplecnn", *TORCHVISION)
-USER_MODEL = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
-
-
-def check_model(name: str, image_size: int) -> None:
-    """Validation that needs no import: a known name or module:callable, and an input size the model takes."""
-    if name not in MODEL_NAMES and not USER_MODEL.match(name):
-        raise ConfigError(f"model: unknown {name!r}; choose from {', '.join(MODEL_NAMES)} or give "
-                          "package.module:callable")
-    if name == "simplecnn" and image_size != 32:
-        raise ConfigError(f"image_size: simplecnn is fixed at 32x32 (its fc layer takes 4096 inputs); got "
-                          f"{image_size}")
-    if name == "vit_b_16" and image_size % 16:
-        raise ConfigError(f"image_size: vit_b_16 needs a multiple of its 16-pixel patch; got {image_size}")
+from .names import TORCHVISION, check_model
 
 
 def _user_factory(spec: str) -> Callable[..., nn.Module]:

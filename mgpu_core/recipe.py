@@ -10,9 +10,11 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
+from typing import TYPE_CHECKING
 
-import torch
-from torch import nn
+if TYPE_CHECKING:  # the recipe is read by torch-free config; only building an optimizer needs torch
+    import torch
+    from torch import nn
 
 BASE_BATCH = 128
 """The global batch a recipe's learning rate is written for; lr_scaling adapts it to other global batches."""
@@ -68,6 +70,7 @@ def make_optimizer(model: nn.Module, name: str, lr: float, weight_decay: float,
                    fused: bool = False) -> torch.optim.Optimizer:
     """adam: Adam (L2 via weight_decay, as the classic recipe has none); adamw: decoupled decay; sgd: momentum 0.9,
     Nesterov. Weight decay spares biases. fused: one kernel per step for all parameters."""
+    import torch
     decay = [p for p in model.parameters() if p.ndim > 1]
     rest = [p for p in model.parameters() if p.ndim <= 1]
     groups = [{"params": decay, "weight_decay": weight_decay}, {"params": rest, "weight_decay": 0.0}]

@@ -106,17 +106,6 @@ class RunResult:
         return asdict(self) | {"final_val_acc": self.final_val_acc}
 
 
-def time_to_accuracy(epoch_times_s: list[float], val_accs: list[float], target: float) -> tuple[float, int] | None:
-    """(training seconds, epoch number from 1) when validation accuracy first reached `target` (a fraction);
-    evaluation time is not counted. None if it never did."""
-    elapsed = 0.0
-    for epoch, (seconds, accuracy) in enumerate(zip(epoch_times_s, val_accs, strict=True), 1):
-        elapsed += seconds
-        if accuracy >= target:
-            return elapsed, epoch
-    return None
-
-
 class StepRunner:
     """One training step after another; per-step statistics stay on the device (no host sync anywhere here: the
     scheduler only sets Python floats on the optimizer)."""

@@ -14,7 +14,7 @@ import torch
 import torch.multiprocessing as mp
 from PIL import Image
 
-from bench.results import make_record
+from bench.records.results import make_record
 from mgpu_core.config import TrainConfig
 
 FAULTS = Path(__file__).parent / "faults"

@@ -1,0 +1,191 @@
+"""results.jsonl: one JSON record per configuration-trial, appended atomically the moment it is known."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from pathlib import Path
+
+from bench.records.accuracy import time_to_accuracy
+from mgpu_core.config import DEFAULTS, TrainConfig
+
+SCHEMA_VERSION = 2
+"""2: per-epoch val_accs, time to target accuracy, compile_s (1 had neither)."""
+STATUSES = ("ok", "failed", "timeout", "skipped")
+REQUIRED_KEYS = ("study", "key", "mode", "devices", "status", "provenance")
+VARIANT_LABELS = {
+    "sync_bn": lambda v: "sync-bn",
+    "grad_accum": lambda v: f"accum {v}",
+    "ddp_bucket_mb": lambda v: f"bucket {v:g}MB",
+    "ddp_static_graph": lambda v: "static-graph",
+    "ddp_grad_as_bucket_view": lambda v: "bucket-view",
+    "ddp_comm_hook": lambda v: f"{v} hook",
+    "powersgd_rank": lambda v: f"rank {v}",
+    "fsdp_wrap": lambda v: f"{v}-wrap",
+    "fused": lambda v: "fused" if v else "unfused",  # fsdp's sharded parameters take no fused optimizer
+}
+"""Training settings that are axes within one study (bench.run.axes): each value is its own series (table row, plot
+line), not another study; how a value other than the default reads in tables and legends."""
+VARIANT_FIELDS = tuple(VARIANT_LABELS)
+
+
+def variant_label(cfg: TrainConfig) -> str:
+    """How a configuration's variant reads, e.g. 'bucket 1MB accum 4' ('' for the default settings)."""
+    return " ".join(VARIANT_LABELS[name](getattr(cfg, name)) for name in VARIANT_FIELDS
+                    if getattr(cfg, name) != DEFAULTS[name])
+"""What every reader of a record relies on; a record without them is refused, not half-read."""
+
+
+def study_id(cfg: TrainConfig, devices: int, scaling: str, device_type: str) -> str:
+    """Same for every configuration of one study: the settings a sweep holds fixed (not mode, device count, trial
+    seed, nor where data live), so results from several runs or nodes of one study are pooled, and others kept
+    apart. The batch held fixed is per device under weak scaling and global under strong scaling."""
+    fixed = cfg.to_dict()
+    fixed["batch_size"] = cfg.batch_size if scaling == "weak" else cfg.batch_size * devices
+    for varying in ("mode", "dp_gpus", "seed", "data_dir", "cache_dir", "download", "threads",
+                    "dist_timeout_s", *VARIANT_FIELDS):
+        fixed.pop(varying)
+    return _digest([fixed, scaling, device_type])
+
+
+def config_key(cfg: TrainConfig, devices: int, trial: int, scaling: str, device_type: str) -> str:
+    """Identifies one configuration-trial of one study, for --resume."""
+    return _digest([study_id(cfg, devices, scaling, device_type), cfg.mode, variant_label(cfg), devices, trial])
+
+
+def _digest(value: object) -> str:
+    return hashlib.sha1(json.dumps(value, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def make_record(*, cfg: TrainConfig, devices: int, trial: int, scaling: str, device_type: str, status: str,
+                provenance: dict, target_val_acc: float, result: dict | None = None, error: str | None = None,
+                wall_s: float | None = None) -> dict:
+    """The record of one configuration-trial; `result` is RunResult.to_dict() when it ran to the end.
+    `target_val_acc` is a fraction."""
+    assert status in STATUSES
+    epochs = result["epochs"] if result else []
+    val_accs = [e["accuracy"] for e in result["evals"]] if result else []
+    reached = time_to_accuracy([e["time_s"] for e in epochs], val_accs, target_val_acc) if result else None
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "study": study_id(cfg, devices, scaling, device_type),
+        "key": config_key(cfg, devices, trial, scaling, device_type),
+        "mode": cfg.mode,
+        "variant": variant_label(cfg),
+        "model": cfg.model,
+        "image_size": cfg.image_size,
+        "devices": devices,
+        "device_type": device_type,
+        "trial": trial,
+        "scaling": scaling,
+        "batch_per_device": cfg.batch_size,
+        "global_batch": cfg.batch_size * devices * cfg.grad_accum,
+        "grad_accum": cfg.grad_accum,
+        "status": status,
+        "error": error,
+        "wall_s": wall_s,
+        "epoch_times_s": [e["time_s"] for e in epochs],
+        "steps_per_epoch": [e["steps"] for e in epochs],
+        "rank_epoch_times_s": [e.get("rank_times_s", []) for e in epochs],
+        "rank_data_wait_s": [e.get("rank_data_wait_s", []) for e in epochs],
+        "warmup_s": result["warmup_s"] if result else None,
+        "compile_s": result["compile_s"] if result else None,
+        "samples_per_s": [e["samples_per_s"] for e in epochs],
+        "samples_per_s_per_device": [e["samples_per_s_per_device"] for e in epochs],
+        "parameters": result["parameters"] if result else None,
+        "gradient_bytes": result["gradient_bytes"] if result else None,
+        "flops_per_sample": result["flops_per_sample"] if result else None,
+        "tflops_per_device": [e["samples_per_s_per_device"] * result["flops_per_sample"] / 1e12 for e in epochs]
+        if result else [],
+        "peak_tflops": result["peak_tflops"] if result else None,
+        "peak_memory_bytes": result["peak_memory_bytes"] if result else [],
+        "val_acc": result["final_val_acc"] if result else None,
+        "val_accs": val_accs,
+        "target_val_acc": target_val_acc,
+        "time_to_target_s": reached[0] if reached else None,
+        "epochs_to_target": reached[1] if reached else None,
+        "train_loss": epochs[-1]["loss"] if epochs else None,
+        "train_acc": epochs[-1]["train_acc"] if epochs else None,
+        "dataset": result["dataset"] if result else None,
+        "device_name": result["device_name"] if result else None,
+        "train_config": cfg.to_dict(),
+        "result": result,
+        "provenance": provenance,
+    }
+
+
+class ResultsError(RuntimeError):
+    """A results file this harness cannot use; the message names the file and reads as one line."""
+
+
+def append_record(path: Path, record: dict) -> None:
+    """One write of one whole line to an O_APPEND file, then fsync: a crash later loses nothing written before.
+    After a torn last line (a crash mid-write elsewhere) the record starts on a line of its own."""
+    line = (json.dumps(_finite(record), sort_keys=True, allow_nan=False) + "\n").encode()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        size = os.fstat(fd).st_size
+        if size and os.pread(fd, 1, size - 1) != b"\n":
+            line = b"\n" + line
+        os.write(fd, line)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _finite(value):
+    """Standard JSON only: a non-finite float (NaN, inf) is written as null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
+def read_records(path: Path, warn=print) -> list[dict]:
+    """Every complete result record of `path`. A record of another schema version, or one without the keys every
+    reader needs, is refused with ResultsError rather than misread."""
+    records = []
+    for number, record in read_jsonl(path, warn, numbered=True):
+        if not isinstance(record, dict) or record.get("schema_version") != SCHEMA_VERSION:
+            version = record.get("schema_version") if isinstance(record, dict) else None
+            raise ResultsError(f"{path}:{number}: results schema version {version}, this harness reads "
+                               f"{SCHEMA_VERSION}; move the file aside or use another --out")
+        missing = [k for k in REQUIRED_KEYS if k not in record]
+        if missing:
+            raise ResultsError(f"{path}:{number}: record without {', '.join(missing)}; move the file aside or use "
+                               "another --out")
+        records.append(record)
+    return records
+
+
+def read_jsonl(path: Path, warn=print, numbered: bool = False) -> list:
+    """Every complete JSON line of `path` (as (line number, value) when `numbered`); none if it is absent. A torn
+    line (cut off by a crash) is reported and left out; a path that is not a readable text file is a
+    ResultsError."""
+    if not path.exists():
+        return []
+    try:
+        text = path.read_bytes().decode()
+    except IsADirectoryError:
+        raise ResultsError(f"{path}: is a folder, not a results file") from None
+    except UnicodeDecodeError as exc:
+        raise ResultsError(f"{path}: not a results file (undecodable byte at offset {exc.start})") from None
+    except OSError as exc:
+        raise ResultsError(f"{path}: {exc.strerror}") from None
+    values = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError:
+            warn(f"warning: {path}:{number}: incomplete record ignored")
+            continue
+        values.append((number, value) if numbered else value)
+    return values

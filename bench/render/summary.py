@@ -1,0 +1,285 @@
+"""From result records to the study's table: medians and spreads, speedup against the 1-device baseline, verdicts."""
+
+from __future__ import annotations
+
+import json
+import statistics
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from bench.explain.bottleneck import BandPoint, Explanation, evidence_of, explain
+from bench.explain.goal import Goal, pct
+from bench.records.accuracy import time_to_accuracy
+from mgpu_core.names import MODES
+
+
+@dataclass
+class Row:
+    mode: str
+    devices: int
+    status: str
+    """ok, partial (some trials failed), failed, timeout or skipped."""
+    trials_ok: int
+    trials: int
+    epoch_time_s: tuple[float, float, float] | None
+    """(median, min, max) over every timed epoch of every successful trial."""
+    samples_per_s: tuple[float, float, float] | None
+    samples_per_s_per_device: float | None
+    val_acc: tuple[float, float, float] | None
+    """(median, min, max) of the final validation accuracy over trials, as a fraction."""
+    time_to_target_s: float | None = None
+    """Median training seconds until validation accuracy first reached the target, over trials that reached it."""
+    reached: int = 0
+    """Successful trials that reached the target."""
+    speedup: float | None = None
+    efficiency: float | None = None
+    time_cut: float | None = None
+    """Fraction by which the epoch time dropped against the baseline (negative: it grew)."""
+    verdict: str = ""
+    note: str | None = None
+    explanation: Explanation = field(default_factory=Explanation)
+    variant: str = ""
+    """The study axis values that set this series apart (e.g. 'sync-bn'); '' for the plain configuration."""
+    tflops_per_device: float | None = None
+    """Achieved TFLOP/s per device: FLOPs per training sample x samples/s per device (median over epochs)."""
+    peak_memory_bytes: int | None = None
+    """The largest peak memory of any rank."""
+    grad_accum: int = 1
+    comm_hook: str = "none"
+    nodes: int = 1
+    """Hosts the configuration spanned (the most of any trial)."""
+
+    @property
+    def label(self) -> str:
+        return f"{self.mode} {self.variant}".strip()
+
+
+@dataclass
+class Study:
+    rows: list[Row]
+    device_type: str
+    device_name: str
+    dataset: str
+    batch_per_device: int
+    scaling: str
+    precision: str
+    recipe: str
+    lr_scaling: str
+    epochs: int
+    goal: Goal
+    model: str = "simplecnn"
+    parameters: int | None = None
+    gradient_bytes: int | None = None
+    peak_tflops: float | None = None
+    """The device's datasheet peak for the precision in use (None: unknown, or CPU)."""
+    bands: dict[str, list[BandPoint]] = field(default_factory=dict)
+    """The scaling model's predicted speedup band per mode (measured and extrapolated device counts)."""
+    topology: str | None = None
+    """A notice when the records' topologies differ."""
+    train_samples: int | None = None
+    """Training samples per epoch when a subset was used (None: the whole set)."""
+    pipeline: str = "device"
+    persistent_workers: bool = False
+
+    @property
+    def accuracy_claimed(self) -> bool:
+        """The reference recipe is tuned for SimpleCNN only; for other models no accuracy target is claimed."""
+        return self.model == "simplecnn" or self.recipe != "reference"
+
+    @property
+    def title(self) -> str:
+        subset = f" ({self.train_samples:,}-sample subset)" if self.train_samples else ""
+        model = "SimpleCNN" if self.model == "simplecnn" else self.model
+        if self.parameters:
+            model += f" ({self.parameters / 1e6:.2f}M parameters, {self.gradient_bytes / 2**20:.1f} MiB gradients)"
+        workers = (", DataLoader workers restarted inside each timed epoch"
+                   if self.pipeline == "dataloader" and not self.persistent_workers else "")
+        return (f"{model} on {self.dataset}{subset}, {self.device_name} ({self.device_type}), batch "
+                f"{self.batch_per_device} per device, {self.scaling} scaling, {self.precision}, {self.pipeline} "
+                f"pipeline{workers}, {self.recipe} recipe (lr scaling {self.lr_scaling}), {self.epochs} epoch(s)")
+
+    @property
+    def baseline(self) -> Row | None:
+        return next((r for r in self.rows if r.mode == "single" and not r.variant and r.devices == 1
+                     and r.epoch_time_s), None)
+
+
+def select_study(records: list[dict], warn: Callable[[str], None] = print, study: str | None = None) -> list[dict]:
+    """The records of `study`, or of the study of the newest record by timestamp (whatever the order of files);
+    other studies mixed into the files are named."""
+    if not records:
+        return []
+    if study is None:
+        study = max(records, key=lambda r: r["provenance"].get("timestamp") or "")["study"]
+    others = {r["study"] for r in records} - {study}
+    if others:
+        warn(f"notice: {len(others)} other stud{'y' if len(others) == 1 else 'ies'} in these results "
+             f"({', '.join(sorted(others))}) left out; showing study {study}")
+    return [r for r in records if r["study"] == study]
+
+
+def _latest_per_key(records: list[dict]) -> list[dict]:
+    """One record per configuration-trial: the newest success, else the newest attempt (resumed or repeated runs)."""
+    chosen: dict[str, dict] = {}
+    for record in records:
+        current = chosen.get(record["key"])
+        if current is None or record["status"] == "ok" or current["status"] != "ok":
+            chosen[record["key"]] = record
+    return list(chosen.values())
+
+
+def _median(values: list[float]) -> float | None:
+    return statistics.median(values) if values else None
+
+
+def _spread(values: list[float]) -> tuple[float, float, float] | None:
+    return (statistics.median(values), min(values), max(values)) if values else None
+
+
+def summarize(records: list[dict], goal: Goal, comm_records: list[dict] = ()) -> Study:
+    """The study's rows with speedups, goal verdicts and, with collective measurements, the scaling model's band
+    and bottleneck verdicts."""
+    records = _latest_per_key(records)
+    groups: dict[tuple[str, str, int], list[dict]] = {}
+    for record in records:
+        groups.setdefault((record["mode"], record.get("variant", ""), record["devices"]), []).append(record)
+    rows = []
+    for (mode, variant, devices), group in sorted(groups.items(),
+                                                  key=lambda kv: (kv[0][2], MODES.index(kv[0][0]), kv[0][1])):
+        ok = [r for r in group if r["status"] == "ok"]
+        failures = [r for r in group if r["status"] != "ok"]
+        status = ("ok" if not failures else "partial") if ok else failures[-1]["status"]
+        per_device = [v for r in ok for v in r["samples_per_s_per_device"]]
+        reached = [hit[0] for r in ok if (hit := time_to_accuracy(r["epoch_times_s"], r["val_accs"],
+                                                                   goal.min_val_acc))]
+        rows.append(Row(
+            mode=mode, devices=devices, status=status, trials_ok=len(ok), trials=len(group),
+            epoch_time_s=_spread([t for r in ok for t in r["epoch_times_s"]]),
+            samples_per_s=_spread([v for r in ok for v in r["samples_per_s"]]),
+            samples_per_s_per_device=statistics.median(per_device) if per_device else None,
+            val_acc=_spread([r["val_acc"] for r in ok]),
+            time_to_target_s=statistics.median(reached) if reached else None, reached=len(reached),
+            note=failures[-1]["error"] if failures else None, explanation=evidence_of(ok), variant=variant,
+            tflops_per_device=_median([v for r in ok for v in r.get("tflops_per_device", [])]),
+            peak_memory_bytes=max((m for r in ok for m in r.get("peak_memory_bytes", [])), default=None),
+            grad_accum=group[-1]["train_config"].get("grad_accum", 1),
+            comm_hook=group[-1]["train_config"].get("ddp_comm_hook", "none"),
+            nodes=max(r.get("provenance", {}).get("nodes", 1) for r in group),
+        ))
+    reference = (records[-1] if records else {})
+    ok_records = [r for r in records if r["status"] == "ok"]
+    sample = ok_records[-1] if ok_records else reference
+    cfg = sample.get("train_config", {})
+    study = Study(rows=rows, device_type=sample.get("device_type", "?"),
+                  device_name=sample.get("device_name") or "?",
+                  dataset=(sample.get("dataset") or {}).get("name", cfg.get("dataset", "?")),
+                  batch_per_device=sample.get("batch_per_device", 0), scaling=sample.get("scaling", "?"),
+                  precision=cfg.get("precision", "?"), recipe=cfg.get("recipe", "?"),
+                  lr_scaling=cfg.get("lr_scaling", "?"), epochs=cfg.get("epochs", 0), goal=goal,
+                  train_samples=cfg.get("train_samples"), pipeline=cfg.get("pipeline", "?"),
+                  persistent_workers=cfg.get("persistent_workers", False), model=sample.get("model", "simplecnn"),
+                  parameters=sample.get("parameters"), gradient_bytes=sample.get("gradient_bytes"),
+                  peak_tflops=sample.get("peak_tflops"))
+    _judge(study)
+    weak = study.scaling != "strong"
+    batch = study.batch_per_device if weak else sample.get("global_batch", 0)
+    study.bands = explain(rows, study.baseline, list(comm_records), study.device_type, study.precision, batch, weak,
+                          study.model)
+    topologies = {json_key({k: v for k, v in r["provenance"]["topology"].items() if k != "threads_per_rank"})
+                  for r in records if r["provenance"].get("topology")}
+    if len(topologies) > 1:
+        study.topology = f"notice: these results come from {len(topologies)} different topologies (see provenance)"
+    return study
+
+
+def json_key(value) -> str:
+    return json.dumps(value, sort_keys=True)
+
+
+def _judge(study: Study) -> None:
+    base = study.baseline
+    for row in study.rows:
+        if row.epoch_time_s is None:
+            row.verdict = row.status
+            continue
+        goal = study.goal
+        accurate = row.val_acc[0] >= goal.min_val_acc or not study.accuracy_claimed
+        if base is None:
+            row.verdict = "no baseline"
+            continue
+        row.speedup = base.epoch_time_s[0] / row.epoch_time_s[0]
+        row.efficiency = row.speedup / row.devices
+        row.time_cut = 1 - row.epoch_time_s[0] / base.epoch_time_s[0]
+        if row is base:
+            row.verdict = "baseline" + ("" if accurate else f" (val < {pct(goal.min_val_acc)})")
+        elif row.time_cut >= goal.min_time_cut and accurate:
+            row.verdict = "YES" if study.accuracy_claimed else "time cut met (no accuracy target claimed)"
+        else:
+            reasons = []
+            if row.time_cut < goal.min_time_cut:
+                reasons.append(f"epoch {-row.time_cut:+.0%} (goal -{pct(goal.min_time_cut)})")
+            if not accurate:
+                reasons.append(f"val {row.val_acc[0]:.1%} < {pct(goal.min_val_acc)}")
+            row.verdict = "no: " + ", ".join(reasons)
+
+
+def markdown_table(study: Study) -> str:
+    peak = " | % of peak" if study.peak_tflops else ""
+    head = ("| devices | mode | status | epoch time s (median [min-max]) | samples/s | samples/s/device "
+            f"| TFLOP/s/device{peak} | speedup | predicted [no overlap-overlap] | residual | efficiency | val acc "
+            f"| time to {pct(study.goal.min_val_acc)} | goal met | bottleneck | peak memory |")
+    lines = [head, "|" + "---|" * (head.count(" | ") + 1)]
+    for r in study.rows:
+        t = f"{r.epoch_time_s[0]:.2f} [{r.epoch_time_s[1]:.2f}-{r.epoch_time_s[2]:.2f}]" if r.epoch_time_s else "-"
+        sps = f"{r.samples_per_s[0]:,.0f}" if r.samples_per_s else "-"
+        per_dev = f"{r.samples_per_s_per_device:,.0f}" if r.samples_per_s_per_device else "-"
+        speedup = f"{r.speedup:.2f}x" if r.speedup is not None else "-"
+        eff = f"{r.efficiency:.0%}" if r.efficiency is not None else "-"
+        acc = f"{r.val_acc[0]:.2%}" if r.val_acc else "-"
+        status = r.status if r.trials == 1 else f"{r.status} ({r.trials_ok}/{r.trials})"
+        reach = "-" if not r.trials_ok else (f"{r.time_to_target_s:.1f} s" if r.reached else "not reached")
+        if r.reached and r.reached < r.trials_ok:
+            reach += f" ({r.reached}/{r.trials_ok})"
+        e = r.explanation
+        predicted = f"{e.predicted[0]:.2f}-{e.predicted[1]:.2f}x" if e.predicted else "-"
+        resid = "-" if e.residual is None else ("inside" if e.residual == 0 else f"{e.residual:+.0%}")
+        tflops = f"{r.tflops_per_device:.3g}" if r.tflops_per_device else "-"
+        if study.peak_tflops:
+            tflops += f" | {r.tflops_per_device / study.peak_tflops:.1%}" if r.tflops_per_device else " | -"
+        memory = f"{r.peak_memory_bytes / 2**30:.2f} GiB" if r.peak_memory_bytes else "-"
+        where = f"{r.devices} {study.device_type}" + (f", {r.nodes} nodes" if r.nodes > 1 else "")
+        lines.append(f"| {where} | {r.label} | {status} | {t} | {sps} | {per_dev} | {tflops} "
+                     f"| {speedup} | {predicted} | {resid} | {eff} | {acc} | {reach} | {r.verdict} "
+                     f"| {e.bottleneck or '-'} | {memory} |")
+    return "\n".join(lines)
+
+
+def goal_line(study: Study) -> str:
+    return (f"Goal: epoch time cut by at least {pct(study.goal.min_time_cut)} against 1-device single, with "
+            f"validation accuracy at least {pct(study.goal.min_val_acc)}"
+            + ("" if study.accuracy_claimed else f" (not claimed here: the {study.recipe} recipe is tuned for "
+               "SimpleCNN; the accuracy reached is shown, not judged)") + ".")
+
+
+def verdict_lines(study: Study) -> list[str]:
+    """One line per configuration: the goal verdict and the bottleneck with its evidence; failures with cause."""
+    lines = []
+    for r in study.rows:
+        if r.note:
+            lines.append(f"{r.label} x{r.devices}: {r.status}: {r.note}")
+        elif r.explanation.bottleneck:
+            lines.append(f"{r.label} x{r.devices}: {r.verdict}; bottleneck: {r.explanation.bottleneck}")
+    return lines
+
+
+def markdown_summary(study: Study, images: list[str]) -> str:
+    notes = [f"- {r.label} x{r.devices}: {r.status}: {r.note}" for r in study.rows if r.note]
+    parts = [f"# Scaling study\n\n{study.title}.\n", *([study.topology + "\n"] if study.topology else []),
+             goal_line(study) + "\n", markdown_table(study), "",
+             "predicted: the scaling model's speedup range from the collective benchmark (no overlap to full "
+             "overlap of compute and communication); residual: how far the measurement lies outside it; the "
+             "bottleneck verdicts and their thresholds are explained in the README.", ""]
+    if notes:
+        parts += ["Failed and skipped configurations:\n", *notes, ""]
+    parts += [f"![{name}]({name})" for name in images]
+    return "\n".join(parts) + "\n"

@@ -1,0 +1,50 @@
+"""torchrun, unchanged, that also hands its root cause back to the sweep as JSON:
+
+  MGPU_FAILURE_FILE=f.json python -m bench.run.torchrun [torchrun's flags] -m mgpu_core ...
+
+torch.distributed.run does the launching, rendezvous and teardown; when a worker fails, its ChildFailedError names
+the first failure (rank, exit code or signal, and the message from the worker's torch error file), which is written
+to $MGPU_FAILURE_FILE as {"rank", "exitcode", "message"}. No output is parsed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+from torch.distributed.run import parse_args, run
+
+from mgpu_core.files import atomic_write
+
+FAILURE_FILE_ENV = "MGPU_FAILURE_FILE"
+
+
+def failure_message(failure) -> str:
+    """The worker's one-line error (message of its error file), or the signal or exit code that ended it."""
+    message = failure.message
+    if isinstance(message, dict):  # torch's error-file layout: {"message": ..., "extraInfo": {...}}
+        message = message.get("message", "")
+    if not message or message.startswith("To enable traceback"):  # no error file was written
+        return f"exit code {failure.exitcode}"
+    return " ".join(str(message).split())
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        run(parse_args(sys.argv[1:] if argv is None else argv))
+    except ChildFailedError as exc:
+        rank, failure = exc.get_first_failure()
+        target = os.environ.get(FAILURE_FILE_ENV)
+        if target:
+            with atomic_write(Path(target)) as f:
+                json.dump({"rank": rank, "exitcode": failure.exitcode, "message": failure_message(failure)}, f)
+        print(f"torchrun: rank {rank} failed: {failure_message(failure)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

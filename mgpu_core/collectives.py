@@ -1,0 +1,219 @@
+"""What the collective benchmark measures on one device count, in every rank: all-reduce over a size sweep plus
+the model's exact gradient size and DDP's bucket size, broadcast and reduce at the model's size (what
+nn.DataParallel does every step), all-gather and reduce-scatter at the model's size (what fsdp does), and the
+model's compute-only step time with the same process layout. Every
+result is checked (a wrong sum is a failure, not a number). Times are the median over iterations of the slowest
+rank; algbw and busbw follow nccl-tests (bench.explain.scaling_model).
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+from mgpu_core.config import ConfigError, TrainConfig
+from mgpu_core.distributed import DistEnv, all_reduce_to_host, barrier, device_synchronize
+from mgpu_core.models import build_model, gradient_bytes
+from mgpu_core.synthetic import NUM_CLASSES
+from mgpu_core.trainer import make_runner
+
+from .bandwidth import algbw, busbw
+
+DDP_BUCKET_BYTES = 25 * 1024 * 1024
+"""DistributedDataParallel's default bucket_cap_mb (25 MiB)."""
+
+
+class CommCheckError(RuntimeError):
+    """A collective returned a wrong result."""
+
+
+@dataclass(frozen=True)
+class CommConfig:
+    gpus: tuple[int, ...] | None = None
+    """Device counts to measure (launcher only; default 2, 4, ... up to the visible GPUs, or 2 CPU processes)."""
+
+    min_bytes: int = 4096
+    """Smallest all-reduce of the size sweep."""
+
+    max_bytes: int = 256 * 1024 * 1024
+    """Largest all-reduce of the size sweep (sizes double from min_bytes)."""
+
+    iters: int = 20
+    """Timed iterations per size at most (fewer for large sizes: see budget_s)."""
+
+    warmup_iters: int = 3
+    """Untimed iterations per size first (connection set-up, algorithm selection)."""
+
+    budget_s: float = 0.5
+    """Time per size after which no further timed iteration starts (at least 3 run)."""
+
+    sharded: bool = True
+    """Also time all-gather and reduce-scatter at the model's size (what fsdp does every step)."""
+
+    compute_steps: int = 10
+    """Timed compute-only training steps (after 3 untimed) for the step time the scaling model starts from."""
+
+    timeout: float = 600.0
+    """Seconds one device count may run (launcher only)."""
+
+    def __post_init__(self) -> None:
+        for name in ("min_bytes", "max_bytes", "iters", "compute_steps"):
+            if isinstance(getattr(self, name), bool) or getattr(self, name) < 1:
+                raise ConfigError(f"{name}: must be an integer >= 1 (got {getattr(self, name)!r})")
+        if self.warmup_iters < 0:
+            raise ConfigError(f"warmup_iters: must be >= 0 (got {self.warmup_iters})")
+        if self.max_bytes < self.min_bytes:
+            raise ConfigError(f"max_bytes: must be >= min_bytes (got {self.max_bytes} < {self.min_bytes})")
+        for name in ("budget_s", "timeout"):
+            if not (math.isfinite(getattr(self, name)) and getattr(self, name) > 0):
+                raise ConfigError(f"{name}: must be a finite number of seconds > 0 (got {getattr(self, name)})")
+        if self.gpus is not None and (not self.gpus or min(self.gpus) < 2):
+            raise ConfigError(f"gpus: collectives need at least 2 devices per count (got {self.gpus!r})")
+
+
+def message_sizes(comm: CommConfig, grad_bytes: int) -> list[int]:
+    """min_bytes doubling to max_bytes, plus the model's gradient size and DDP's bucket size, in 4-byte elements."""
+    sizes, size = set(), comm.min_bytes
+    while size <= comm.max_bytes:
+        sizes.add(size)
+        size *= 2
+    sizes |= {grad_bytes, DDP_BUCKET_BYTES}
+    return sorted(s - s % 4 for s in sizes if s >= 4)
+
+
+def _buffers(op: str, nbytes: int, env: DistEnv) -> tuple[torch.Tensor, torch.Tensor]:
+    """(input, output) of one collective moving `nbytes` in total (all-gather's output, reduce-scatter's input)."""
+    n = env.world_size
+    elements = max(n, nbytes // 4 // n * n)
+    if op == "all_gather":
+        return torch.empty(elements // n, device=env.device), torch.empty(elements, device=env.device)
+    if op == "reduce_scatter":
+        return torch.empty(elements, device=env.device), torch.empty(elements // n, device=env.device)
+    buf = torch.empty(elements, device=env.device)
+    return buf, buf
+
+
+def _issue(op: str, inp: torch.Tensor, out: torch.Tensor) -> None:
+    if op == "all_reduce":
+        dist.all_reduce(out)
+    elif op == "broadcast":
+        dist.broadcast(out, src=0)
+    elif op == "reduce":
+        dist.reduce(out, dst=0)
+    elif op == "all_gather":
+        dist.all_gather_into_tensor(out, inp)
+    else:
+        dist.reduce_scatter_tensor(out, inp)
+
+
+def _correct(op: str, out: torch.Tensor, rank: int, n: int) -> bool:
+    """Whether `out` holds what `op` must produce when rank r filled its input with r + 1."""
+    if op in ("all_reduce", "reduce_scatter") or (op == "reduce" and rank == 0):
+        return bool(torch.all(out == n * (n + 1) / 2))
+    if op == "broadcast":
+        return bool(torch.all(out == 1))
+    if op == "all_gather":
+        expected = torch.arange(1, n + 1, dtype=out.dtype, device=out.device)[:, None]
+        return bool(torch.all(out.view(n, -1) == expected))
+    return True  # reduce: only the root receives
+
+
+def time_collective(env: DistEnv, op: str, nbytes: int, comm: CommConfig) -> float:
+    """Median over iterations of the slowest rank's time for one `op` of `nbytes`; raises CommCheckError on a wrong
+    result (checked after every iteration, off the clock)."""
+    inp, out = _buffers(op, nbytes, env)
+    times, bad = [], 0
+    budget_end = None
+    for i in range(comm.warmup_iters + comm.iters):
+        inp.fill_(env.rank + 1)
+        barrier(env)
+        device_synchronize(env)
+        start = time.perf_counter()
+        _issue(op, inp, out)
+        device_synchronize(env)
+        elapsed = time.perf_counter() - start
+        bad += int(not _correct(op, out, env.rank, env.world_size))
+        if i >= comm.warmup_iters:
+            times.append(elapsed)
+            budget_end = budget_end or time.perf_counter() + comm.budget_s
+        # every rank takes the same decision: the slowest rank's clock decides whether to go on
+        [over] = all_reduce_to_host(env, [float(budget_end is not None and time.perf_counter() > budget_end)],
+                                    dist.ReduceOp.MAX)
+        if over and len(times) >= 3:
+            break
+    [wrong] = all_reduce_to_host(env, [bad], dist.ReduceOp.SUM)
+    if wrong:
+        raise CommCheckError(f"{op} of {nbytes} bytes returned a wrong result on {int(wrong)} rank-iteration(s)")
+    slowest = all_reduce_to_host(env, times, dist.ReduceOp.MAX)
+    return statistics.median(slowest)
+
+
+def compute_step_time(cfg: TrainConfig, env: DistEnv, steps: int) -> float:
+    """Compute-only training step (no gradient communication) on every rank at once, as the ranks share the
+    host(s) in training; the slowest rank's mean step time."""
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg.model, NUM_CLASSES, cfg.image_size).to(env.device)
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    runner = make_runner(model, cfg, env, steps_per_epoch=steps)
+    x = torch.randn(cfg.batch_size, 3, cfg.image_size, cfg.image_size, device=env.device)
+    if cfg.channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    batch = (x, torch.randint(0, NUM_CLASSES, (cfg.batch_size,), device=env.device))
+    runner.run([batch] * 3)
+    barrier(env)
+    device_synchronize(env)
+    start = time.perf_counter()
+    runner.run([batch] * steps)
+    device_synchronize(env)
+    [slowest] = all_reduce_to_host(env, [(time.perf_counter() - start) / steps], dist.ReduceOp.MAX)
+    return slowest
+
+
+def measure(cfg: TrainConfig, comm: CommConfig, env: DistEnv) -> dict:
+    """Everything one device count measures; the same dict on every rank."""
+    grad_bytes = gradient_bytes(build_model(cfg.model, NUM_CLASSES, cfg.image_size))
+    n = env.world_size
+    rows = []
+    at_model = [("broadcast", [grad_bytes]), ("reduce", [grad_bytes])]
+    if comm.sharded:
+        at_model += [("all_gather", [grad_bytes]), ("reduce_scatter", [grad_bytes])]
+    for op, sizes in [("all_reduce", message_sizes(comm, grad_bytes)), *at_model]:
+        for nbytes in sizes:
+            t = time_collective(env, op, nbytes, comm)
+            rows.append({"op": op, "bytes": nbytes, "time_s": t, "algbw_bytes_per_s": algbw(nbytes, t),
+                         "busbw_bytes_per_s": busbw(op, nbytes, t, n), "check": "ok"})
+    return {"devices": n, "backend": env.backend, "device_type": env.device.type, "threads": env.threads,
+            "nodes": max(1, n // env.local_world_size), "grad_bytes": grad_bytes, "bucket_bytes": DDP_BUCKET_BYTES,
+            "model": cfg.model, "image_size": cfg.image_size,
+            "batch_per_device": cfg.batch_size, "precision": cfg.precision,
+            "compute_step_s": compute_step_time(cfg, env, comm.compute_steps), "rows": rows}
+
+
+def table(results: list[dict]) -> str:
+    """One row per device count, operation and size: time, algbw, busbw, check; the model's size marked."""
+    lines = ["| devices | op | size | time ms | algbw GB/s | busbw GB/s | check |", "|---|---|---|---|---|---|---|"]
+    for res in results:
+        for r in res["rows"]:
+            mark = " (model)" if r["bytes"] == res["grad_bytes"] else (
+                " (bucket)" if r["bytes"] == res["bucket_bytes"] else "")
+            lines.append(f"| {res['devices']} {res['device_type']} | {r['op']} | {human_bytes(r['bytes'])}{mark} | "
+                         f"{r['time_s'] * 1e3:.3f} | {r['algbw_bytes_per_s'] / 1e9:.3f} | "
+                         f"{r['busbw_bytes_per_s'] / 1e9:.3f} | {r['check']} |")
+    steps = ", ".join(f"{r['devices']} ranks {r['compute_step_s'] * 1e3:.1f} ms" for r in results)
+    return "\n".join(lines) + f"\n\ncompute-only step (slowest rank): {steps}"
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if n == int(n) else f"{n:.2f} {unit}"
+        n /= 1024
+    return f"{n} GiB"
+
+

@@ -1,0 +1,35 @@
+"""Names every layer shares, torch-free: the parallel modes and the model names (with the checks that need no
+import), so readers of records and command lines know them without loading torch."""
+
+from __future__ import annotations
+
+import re
+import typing
+from typing import Literal
+
+from .errors import ConfigError
+
+Mode = Literal["single", "dp", "ddp", "fsdp"]
+MODES: tuple[str, ...] = typing.get_args(Mode)
+"""The parallel modes, in the order tables and plots list them."""
+CLASSIC_MODES = ("single", "dp", "ddp")
+"""The classic experiment's modes: what a sweep runs unless --modes says otherwise."""
+DISTRIBUTED_MODES = ("ddp", "fsdp")
+"""Modes with one process per device in a process group (started by torchrun)."""
+
+TORCHVISION = ("resnet18", "resnet50", "mobilenet_v3_small", "vit_b_16")
+"""Built untrained (weights=None): from many FLOPs per gradient byte (resnet50) to few (mobilenet_v3_small)."""
+MODEL_NAMES = ("simplecnn", *TORCHVISION)
+USER_MODEL = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+
+
+def check_model(name: str, image_size: int) -> None:
+    """Validation that needs no import: a known name or module:callable, and an input size the model takes."""
+    if name not in MODEL_NAMES and not USER_MODEL.match(name):
+        raise ConfigError(f"model: unknown {name!r}; choose from {', '.join(MODEL_NAMES)} or give "
+                          "package.module:callable")
+    if name == "simplecnn" and image_size != 32:
+        raise ConfigError(f"image_size: simplecnn is fixed at 32x32 (its fc layer takes 4096 inputs); got "
+                          f"{image_size}")
+    if name == "vit_b_16" and image_size % 16:
+        raise ConfigError(f"image_size: vit_b_16 needs a multiple of its 16-pixel patch; got {image_size}")

@@ -1,0 +1,102 @@
+"""bench.compare: the noise rules, pairing and refusals, the regression gate; report.html in a real browser."""
+
+import json
+from pathlib import Path
+
+import pytest
+from helpers import record
+
+from bench.compare import main as compare_main
+from bench.explain.noise import judge, mann_whitney_p
+from bench.records.results import append_record
+from bench.report import main as report_main
+
+
+def test_mann_whitney_matches_the_textbook_value():
+    # U = 0 for two fully separated samples of 5: normal approximation with continuity correction, z = 12/4.787
+    assert mann_whitney_p([1, 2, 3, 4, 5], [6, 7, 8, 9, 10]) == pytest.approx(0.0122, abs=5e-4)
+    assert mann_whitney_p([1, 2, 3, 4, 5], [1, 2, 3, 4, 5]) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("base, new, verdict", [
+    ([100, 101, 99, 100, 102], [120, 121, 119, 122, 120], "faster"),    # rank test, clearly apart
+    ([100, 101, 99, 100, 102], [80, 81, 79, 82, 80], "slower"),
+    ([100, 130, 90, 110, 95], [105, 125, 92, 111, 99], "no change"),   # within the noise
+    ([100, 102], [110, 111], "faster"),                                 # few values: ranges apart
+    ([100, 112], [110, 115], "no change"),                              # ranges overlap
+    ([100], [150], "no change"),                                        # one value: noise unknown
+    ([100, 100.5], [103, 103.2], "no change"),                          # below the minimum change of 5%
+])
+def test_verdicts_are_declared_only_beyond_the_noise(base, new, verdict):
+    assert judge(base, new, min_change=0.05, alpha=0.05)[0] == verdict
+
+
+def write_study(folder: Path, speed: float, spread: float = 0.01, **cfg) -> Path:
+    """single x1 and ddp x2 with 5 epochs each around `speed` times the reference times."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for mode, devices, base in (("single", 1, 10.0), ("ddp", 2, 5.5)):
+        times = [base / speed * (1 + spread * k) for k in (-2, -1, 0, 1, 2)]
+        append_record(folder / "results.jsonl", record(mode, devices, times, timestamp="2026-11-28T01:00:00", **cfg))
+    return folder
+
+
+def test_identical_studies_give_no_change_and_a_regression_fails_the_gate(tmp_path, capsys):
+    a, b = write_study(tmp_path / "a", 1.0), write_study(tmp_path / "b", 1.0)
+    assert compare_main([str(a), str(b), "--out", str(tmp_path / "same")]) == 0
+    out = capsys.readouterr().out
+    assert "0 faster, 0 slower, 2 no change" in out
+    slow = write_study(tmp_path / "slow", 0.8)
+    assert compare_main([str(a), str(slow), "--out", str(tmp_path / "cmp"), "--fail-on-regression", "10"]) == 1
+    out = capsys.readouterr().out
+    assert "| 1 cuda | single | 100 | 80 | -20.0% |" in out and "0 faster, 2 slower, 0 no change" in out
+    assert (tmp_path / "cmp" / "compare.png").exists() and (tmp_path / "cmp" / "report.html").exists()
+    assert compare_main([str(a), str(slow), "--out", str(tmp_path / "cmp"), "--fail-on-regression", "30"]) == 0
+
+
+def test_refused_settings_unpaired_rows_and_force(tmp_path, capsys):
+    a = write_study(tmp_path / "a", 1.0)
+    other = write_study(tmp_path / "bf16", 1.0, precision="bf16")
+    with pytest.raises(SystemExit) as info:
+        compare_main([str(a), str(other), "--out", str(tmp_path / "x")])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and len(err.strip().splitlines()) == 1
+    assert "the studies differ in precision: fp32 vs bf16" in err
+    assert compare_main([str(a), str(other), "--out", str(tmp_path / "x"), "--force"]) == 0
+    extra = write_study(tmp_path / "extra", 1.0)
+    append_record(extra / "results.jsonl", record("ddp", 4, [3.0, 3.1], timestamp="2026-11-28T01:00:00"))
+    assert compare_main([str(a), str(extra), "--out", str(tmp_path / "y")]) == 0
+    out = capsys.readouterr().out
+    assert "only in new: ddp x4" in out
+    shown = write_study(tmp_path / "pipeline", 1.0, pipeline="dataloader")  # the point of a comparison: shown
+    assert compare_main([str(a), str(shown), "--out", str(tmp_path / "z")]) == 0
+    assert "settings differ: pipeline: device -> dataloader" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_report_html_renders_in_a_real_browser_with_every_image_loaded(tmp_path):
+    from browser import Page, find_browser
+    browser = find_browser()
+    if browser is None:
+        pytest.skip("no Chromium installed (Debian: apt-get install chromium)")
+    study = write_study(tmp_path / "study", 1.0)
+    append_record(study / "results.jsonl", record("dp", 2, status="failed", error="CUDA out of memory",
+                                                 timestamp="2026-11-28T01:00:00"))
+    assert report_main([str(study / "results.jsonl"), "--out", str(tmp_path / "r")]) == 0
+    page = tmp_path / "r" / "report.html"
+    text = page.read_text()
+    assert "http://" not in text and "https://" not in text  # self-contained: nothing to fetch
+    for width in (1366, 800):  # a laptop, and a narrow window
+        viewer = Page(browser, tmp_path / f"profile{width}")
+        try:
+            viewer.open(page.as_uri(), width=width)
+            loaded = json.loads(viewer.evaluate(
+                "JSON.stringify([...document.images].map(i => i.complete && i.naturalWidth > 0))"))
+            assert loaded and all(loaded), loaded
+            assert viewer.evaluate("document.querySelectorAll('table tr').length") >= 4
+            overflow = viewer.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+            assert overflow <= 0, f"the page is {overflow} px wider than a {width} px window"
+            assert viewer.errors() == []
+            viewer.screenshot(tmp_path / f"report-{width}.png")
+        finally:
+            viewer.close()
+    assert (tmp_path / "report-1366.png").stat().st_size > 10_000
