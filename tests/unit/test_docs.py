@@ -236,9 +236,12 @@ def markdown_section(page_text: str, heading: str) -> str:
     lines = page_text.splitlines()
     start = lines.index(heading)
     level = len(heading) - len(heading.lstrip("#"))
-    end = next((i for i in range(start + 1, len(lines))
-                if re.match(rf"#{{1,{level}}} ", lines[i]) and not lines[i - 1].startswith("```")), len(lines))
-    return "\n".join(lines[start + 1:end])
+    fenced = False  # a shell comment inside a code block is no heading
+    for end in range(start + 1, len(lines)):
+        fenced ^= lines[end].startswith("```")
+        if not fenced and re.match(rf"#{{1,{level}}} ", lines[end]):
+            return "\n".join(lines[start + 1:end])
+    return "\n".join(lines[start + 1:])
 
 
 def code_blocks(page_text: str) -> list[str]:
