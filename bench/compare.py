@@ -20,6 +20,8 @@ from bench.explain.goal import Goal
 from bench.explain.noise import judge
 from bench.records.files import REPORT_FILE, RESULTS_FILE
 from bench.records.results import ResultsError, read_records
+from bench.records.study import fixed_settings
+from bench.records.units import fraction, percent
 from bench.render.html import markdown_table_to_html, paragraphs, write_html
 from bench.render.plots import render_compare
 from bench.render.summary import Row, Study, select_study, summarize
@@ -29,8 +31,6 @@ REFUSED = ("dataset", "batch_per_device", "precision", "scaling", "image_size", 
 """Study settings that make a comparison meaningless when they differ (unless --force)."""
 SHOWN = ("torch", "torchvision", "cuda", "nccl", "driver", "host", "git_commit", "device_names", "cpu_model")
 """Provenance that is usually the point of a comparison: shown in the header, never refused."""
-IGNORED_CONFIG = ("mode", "dp_gpus", "seed", "data_dir", "cache_dir", "download", "threads", "dist_timeout_s",
-                  "sync_bn")
 
 
 class CompareError(RuntimeError):
@@ -70,7 +70,7 @@ def study_settings(side: Side) -> dict:
     """The settings the records of a side share (from its newest successful record)."""
     ok = [r for r in side.records if r["status"] == "ok"] or side.records
     sample = ok[-1]
-    settings = {k: v for k, v in sample["train_config"].items() if k not in IGNORED_CONFIG}
+    settings = fixed_settings(sample["train_config"])
     settings |= {"dataset": (sample.get("dataset") or {}).get("name", settings.get("dataset")),
                  "batch_per_device": sample["batch_per_device"], "scaling": sample["scaling"]}
     return settings
@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     notices: list[str] = []
     try:
         base, new = (load_side(p.expanduser(), goal, notices.append) for p in (args.base, args.new))
-        pairs, only_base, only_new, settings = compare(base, new, args.force, args.min_change / 100, args.alpha)
+        pairs, only_base, only_new, settings = compare(base, new, args.force, fraction(args.min_change), args.alpha)
         text = report(base, new, pairs, only_base, only_new, settings, args.out.expanduser())
     except (CompareError, ResultsError) as exc:
         parser.error(str(exc))
@@ -166,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
         print(line)
     print(text)
     if args.fail_on_regression is not None:
-        worse = [p for p in pairs if p.verdict == "slower" and -p.change * 100 > args.fail_on_regression]
+        worse = [p for p in pairs if p.verdict == "slower" and percent(-p.change) > args.fail_on_regression]
         if worse:
             print(f"regression: {len(worse)} pair(s) slower by more than {args.fail_on_regression:g}% beyond the "
                   "noise", file=sys.stderr)

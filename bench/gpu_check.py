@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from bench.records.units import percent
 from bench.run.launch import child_command, run_logged
 from mgpu_core.cli_args import OneLineErrorParser, config_to_argv
 from mgpu_core.config import TrainConfig
@@ -105,7 +106,7 @@ def report(rows: list[tuple[str, str, dict | None, str | None]], device: str) ->
         t = epoch_s(result)
         baseline, single = epoch(mode, BASELINE), epoch("single", name)
         versus = f"{baseline / t:.1f}x" if baseline else "-"
-        over = f"{(t / single - 1) * 100:+.1f}%" if single else "-"
+        over = f"{percent(t / single - 1):+.1f}%" if single else "-"
         sps = statistics.median(e["samples_per_s"] for e in result["epochs"])
         lines.append(f"| {mode} | {name} | {t:.3f} | {sps:,.0f} | {versus} | {over} | {result['compile_s']:.1f} | "
                      f"{result['evals'][-1]['accuracy']:.2%} |")
@@ -115,7 +116,7 @@ def report(rows: list[tuple[str, str, dict | None, str | None]], device: str) ->
                   f"- fast path >= 10x dataloader: {'PASS' if baseline / fast >= 10 else 'FAIL'} "
                   f"({baseline / fast:.1f}x)",
                   f"- ddp x1 <= 5% over single: {'PASS' if ddp <= 1.05 * fast else 'FAIL'} "
-                  f"({(ddp / fast - 1) * 100:+.1f}%)"]
+                  f"({percent(ddp / fast - 1):+.1f}%)"]
     return "\n".join(lines)
 
 

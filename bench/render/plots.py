@@ -12,6 +12,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402 - the backend must be chosen first
 
 from bench.explain.goal import pct  # noqa: E402
+from bench.records.units import gb_per_s, mib, percent  # noqa: E402
 from bench.render.summary import Row, Study  # noqa: E402
 from mgpu_core.names import MODES  # noqa: E402
 
@@ -147,7 +148,7 @@ def draw_speedup(ax, study: Study) -> None:
 
 def draw_efficiency(ax, study: Study) -> None:
     for label, rows in _by_series(study).items():
-        points = [(r.devices, r.efficiency * 100) for r in rows if r.efficiency is not None]
+        points = [(r.devices, percent(r.efficiency)) for r in rows if r.efficiency is not None]
         if points:
             ax.plot(*zip(*points, strict=True), marker="o", label=label, **_style(rows))
     ax.axhline(100, color="k", linestyle="--", alpha=0.5, label="ideal")
@@ -169,11 +170,11 @@ def draw_accuracy(ax, study: Study) -> None:
             ax.bar(i, 0, color="lightgrey")
             ax.text(i, 2, r.status, ha="center", va="bottom", rotation=90, color="dimgrey")
             continue
-        mid, low, high = (v * 100 for v in r.val_acc)
+        mid, low, high = (percent(v) for v in r.val_acc)
         ax.bar(i, mid, yerr=[[mid - low], [high - mid]], capsize=4, color=COLORS[r.mode], alpha=0.85)
         ax.text(i, mid + 1, f"{mid:.1f}%", ha="center", va="bottom", fontsize=8)
     claim = "" if study.accuracy_claimed else " (not claimed: recipe tuned for SimpleCNN)"
-    ax.axhline(study.goal.min_val_acc * 100, color="tab:red", linestyle=":",
+    ax.axhline(percent(study.goal.min_val_acc), color="tab:red", linestyle=":",
                label=f"target {pct(study.goal.min_val_acc)}{claim}")
     ax.set_xticks(range(len(labels)), labels, fontsize=8)
     ax.set(ylabel="final validation accuracy (%)", title="Validation accuracy", ylim=(0, 118))
@@ -215,16 +216,16 @@ def render_comm(records: list[dict], out: Path) -> Path:
     for (devices, device_type, nodes), rec in sorted(newest.items()):
         rows = sorted((r for r in rec["rows"] if r["op"] == "all_reduce"), key=lambda r: r["bytes"])
         label = f"{devices} {device_type}" + (f" on {nodes} nodes" if nodes > 1 else "") + f" ({rec['backend']})"
-        line, = ax.plot([r["bytes"] for r in rows], [r["busbw_bytes_per_s"] / 1e9 for r in rows], marker=".",
+        line, = ax.plot([r["bytes"] for r in rows], [gb_per_s(r["busbw_bytes_per_s"]) for r in rows], marker=".",
                         label=f"all-reduce, {label}")
         for op, marker in (("broadcast", "^"), ("reduce", "v")):
             for r in (r for r in rec["rows"] if r["op"] == op):
-                ax.plot(r["bytes"], r["busbw_bytes_per_s"] / 1e9, marker=marker, color=line.get_color(),
+                ax.plot(r["bytes"], gb_per_s(r["busbw_bytes_per_s"]), marker=marker, color=line.get_color(),
                         linestyle="none", label=f"{op}, {label}")
         grad_bytes = rec["grad_bytes"]
     if grad_bytes:
         ax.axvline(grad_bytes, color="k", linestyle=":", alpha=0.6,
-                   label=f"model gradients ({grad_bytes / 2**20:.1f} MiB)")
+                   label=f"model gradients ({mib(grad_bytes):.1f} MiB)")
     ax.set_xscale("log", base=2)
     ax.set(xlabel="message size (bytes)", ylabel="bus bandwidth (GB/s)",
            title="Collective bandwidth (busbw = algbw x 2(n-1)/n for all-reduce)")

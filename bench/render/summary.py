@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from bench.explain.bottleneck import BandPoint, Explanation, evidence_of, explain
 from bench.explain.goal import Goal, pct
 from bench.records.accuracy import time_to_accuracy
+from bench.records.units import gib, mib
 from mgpu_core.names import MODES
 
 
@@ -91,7 +92,7 @@ class Study:
         subset = f" ({self.train_samples:,}-sample subset)" if self.train_samples else ""
         model = "SimpleCNN" if self.model == "simplecnn" else self.model
         if self.parameters:
-            model += f" ({self.parameters / 1e6:.2f}M parameters, {self.gradient_bytes / 2**20:.1f} MiB gradients)"
+            model += f" ({self.parameters / 1e6:.2f}M parameters, {mib(self.gradient_bytes):.1f} MiB gradients)"
         workers = (", DataLoader workers restarted inside each timed epoch"
                    if self.pipeline == "dataloader" and not self.persistent_workers else "")
         return (f"{model} on {self.dataset}{subset}, {self.device_name} ({self.device_type}), batch "
@@ -246,7 +247,7 @@ def markdown_table(study: Study) -> str:
         tflops = f"{r.tflops_per_device:.3g}" if r.tflops_per_device else "-"
         if study.peak_tflops:
             tflops += f" | {r.tflops_per_device / study.peak_tflops:.1%}" if r.tflops_per_device else " | -"
-        memory = f"{r.peak_memory_bytes / 2**30:.2f} GiB" if r.peak_memory_bytes else "-"
+        memory = f"{gib(r.peak_memory_bytes):.2f} GiB" if r.peak_memory_bytes else "-"
         where = f"{r.devices} {study.device_type}" + (f", {r.nodes} nodes" if r.nodes > 1 else "")
         lines.append(f"| {where} | {r.label} | {status} | {t} | {sps} | {per_dev} | {tflops} "
                      f"| {speedup} | {predicted} | {resid} | {eff} | {acc} | {reach} | {r.verdict} "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from bench.records.study import Scaling
 from mgpu_core.config import ConfigError
 from mgpu_core.names import CLASSIC_MODES, Mode
 
@@ -39,8 +40,10 @@ class SweepConfig:
     """Largest all-reduce of the collective benchmark's size sweep (4 KiB doubling up to it, plus the model's
     gradient size and DDP's bucket size)."""
 
-    global_batch: bool = False
-    """Strong scaling: --batch-size is the global batch, split over the devices (default: weak scaling, per device)."""
+    scaling: Scaling = "weak"
+    """weak: --batch-size is per device, the global batch grows with the devices (the classic experiment); strong:
+    --batch-size is the global batch, split over the devices (--global-batch is the older name of --scaling
+    strong)."""
 
     def __post_init__(self) -> None:
         if self.gpus is not None:

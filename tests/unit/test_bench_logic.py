@@ -7,27 +7,50 @@ import pytest
 from helpers import fake_result, record
 
 from bench.explain.goal import Goal
-from bench.records.results import append_record, read_records
+from bench.records.results import append_record, config_key, make_record, read_records, study_id
 from bench.render.summary import markdown_summary, markdown_table, select_study, summarize
-from bench.run.plan import default_counts, plan
+from bench.run.axes import Axes
+from bench.run.plan import PlanInput, default_counts, make_cell, plan
 from bench.run.sweep_config import SweepConfig
 from mgpu_core.cli_args import add_config_arguments, config_to_argv
 from mgpu_core.config import ConfigError, TrainConfig
 
 
 def test_plan_skips_with_reasons_and_single_only_at_one():
-    entries = plan((1, 2, 4), ("single", "dp", "ddp"), trials=2, visible_gpus=2, cores=16, batch_size=128,
-                   global_batch=False)
+    base = TrainConfig(batch_size=128)
+    entries = plan(PlanInput(base, "cuda", (1, 2, 4), ("single", "dp", "ddp"), trials=2, visible_gpus=2, cores=16))
     labels = [(e.label, e.trial, e.skip) for e in entries]
     assert labels[:5] == [("single x1", 0, None), ("dp x1", 0, None), ("ddp x1", 0, None), ("dp x2", 0, None),
                           ("ddp x2", 0, None)]
     assert ("dp x4", 0, "4 GPUs requested, 2 visible") in labels
     assert [e.trial for e in entries] == [0] * 7 + [1] * 7  # trials outermost
-    cpu = plan((1, 2, 4), ("single", "dp", "ddp"), 1, visible_gpus=0, cores=2, batch_size=128, global_batch=False)
+    cpu = plan(PlanInput(base, "cpu", (1, 2, 4), ("single", "dp", "ddp"), visible_gpus=0, cores=2))
     assert {e.label: e.skip for e in cpu}["dp x1"].startswith("dp needs CUDA")
     assert {e.label: e.skip for e in cpu}["ddp x4"] == "4 CPU processes requested, 2 cores usable"
-    strong = plan((3,), ("ddp",), 1, visible_gpus=4, cores=8, batch_size=128, global_batch=True)
+    strong = plan(PlanInput(base, "cuda", (3,), ("ddp",), scaling="strong", visible_gpus=4, cores=8))
     assert "does not split evenly" in strong[0].skip
+    explicit_cpu = plan(PlanInput(TrainConfig(device="cpu"), "cpu", (1,), ("dp",), cores=2))
+    assert explicit_cpu[0].skip.startswith("dp needs CUDA")  # planned and recorded as skipped, not a crash
+
+
+def test_a_cell_holds_what_every_later_step_uses_computed_once():
+    base = TrainConfig(batch_size=128, seed=5)
+    given = PlanInput(base, "cuda", (1, 2), ("single", "ddp"), trials=2, scaling="strong", visible_gpus=2, cores=8,
+                      axes=Axes(grad_accum=(1, 4)))
+    cells = plan(given)
+    cell = next(c for c in cells if c.mode == "ddp" and c.devices == 2 and c.trial == 1
+                and dict(c.variant)["grad_accum"] == 4)
+    assert cell.skip is None
+    assert cell.config == base.for_mode("ddp", batch_size=64, seed=6, grad_accum=4)  # its share, the trial's seed
+    assert cell.label == "ddp accum 4 x2" and cell.stem == "ddp-accum-4-x2-trial1" and cell.nodes == 1
+    assert cell.key == config_key(cell.config, 2, 1, "strong", "cuda")
+    assert {c.study_id for c in cells} == {study_id(base, 1, "strong", "cuda")}  # one study, all modes and variants
+    assert len({c.key for c in cells}) == len(cells)  # and a key of its own per configuration-trial
+    assert make_cell(given, "ddp", 2, 1, cell.variant) == cell
+    record = make_record(cfg=cell.config, devices=2, trial=1, scaling="strong", device_type="cuda", status="skipped",
+                         provenance={}, target_val_acc=0.8)
+    assert (record["key"], record["study"], record["variant"]) == (cell.key, cell.study_id, "accum 4")
+    assert record["global_batch"] == 64 * 2 * 4
 
 
 def test_default_counts():
