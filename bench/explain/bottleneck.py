@@ -11,13 +11,13 @@ from bench.explain.scaling_model import (
     Band,
     CommPoint,
     Evidence,
+    bottleneck_of,
     extrapolate,
     mode_comm_s,
     residual,
     speedup_band,
     step_band,
     straggler,
-    verdict,
 )
 from bench.records.study import device_batch
 from mgpu_core.recipe import global_batch
@@ -125,7 +125,7 @@ def explain(rows, base, comm_records: list[dict], device_type: str, precision: s
             e.bottleneck = (f"straggler: rank {late[0]} {late[1]:.0%} slower than the median rank" if late
                             else "baseline")
             continue
-        e.bottleneck = verdict(Evidence(mode=row.mode, devices=row.devices, device_type=device_type,
+        e.bottleneck = bottleneck_of(Evidence(mode=row.mode, devices=row.devices, device_type=device_type,
                                         efficiency=row.efficiency or 0.0, rank_times_s=e.rank_times_s or [],
                                         data_wait_share=e.data_wait_share,
                                         base_step_s=base_step * row.grad_accum if base_step else None, band=e.band,

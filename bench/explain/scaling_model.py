@@ -153,7 +153,7 @@ def straggler(rank_times_s: list[float]) -> tuple[int, float] | None:
     return (slowest, spread) if spread > STRAGGLER_SPREAD else None
 
 
-def verdict(e: Evidence) -> str:
+def bottleneck_of(e: Evidence) -> str:
     """One short phrase with its evidence: the first of straggler, input-bound, compute-bound (near ideal),
     host/launch-bound, communication-bound, unexplained that applies; else 'within the model's band'."""
     late = straggler(e.rank_times_s)

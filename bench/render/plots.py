@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402 - the backend must be chosen first
 
 from bench.explain.goal import pct  # noqa: E402
 from bench.records.units import gb_per_s, mib, percent  # noqa: E402
-from bench.render.summary import Row, Study  # noqa: E402
+from bench.render.summary import Row, StudySummary  # noqa: E402
 from mgpu_core.names import MODES  # noqa: E402
 
 DPI = 100
@@ -21,11 +21,11 @@ FIGSIZES = {"throughput.png": (7, 5), "speedup.png": (12, 5), "accuracy.png": (8
 COLORS = dict(zip(MODES, ("tab:blue", "tab:orange", "tab:green", "tab:purple", "tab:brown"), strict=False))
 
 
-def _unit(study: Study) -> str:
+def _unit(study: StudySummary) -> str:
     return "GPUs" if study.device_type == "cuda" else "CPU processes"
 
 
-def _by_series(study: Study) -> dict[str, list[Row]]:
+def _by_series(study: StudySummary) -> dict[str, list[Row]]:
     """Rows per series (mode and variant, e.g. 'ddp sync-bn'), in mode order."""
     series: dict[str, list[Row]] = {}
     for row in sorted(study.rows, key=lambda r: (MODES.index(r.mode), r.variant)):
@@ -40,11 +40,11 @@ def _style(rows: list[Row]) -> dict:
             "markerfacecolor": "white" if variant else None}
 
 
-def _counts(study: Study) -> list[int]:
+def _counts(study: StudySummary) -> list[int]:
     return sorted({r.devices for r in study.rows})
 
 
-def _mark_missing(ax, study: Study) -> None:
+def _mark_missing(ax, study: StudySummary) -> None:
     """Failed, skipped and timed-out configurations stay visible: a cross on the x axis with the reason's word;
     several at one device count stand side by side, not on top of each other. Partial rows say how many trials
     succeeded."""
@@ -71,7 +71,7 @@ def _errorbar(ax, rows: list[Row], values, label: str, scale: float = 1.0) -> No
     ax.errorbar(x, mid, yerr=[low, high], marker="o", capsize=4, label=label, **_style(rows))
 
 
-def _device_axis(ax, study: Study, counts: list[int]) -> None:
+def _device_axis(ax, study: StudySummary, counts: list[int]) -> None:
     """Device counts on a log-2 axis, each tick labelled with its count."""
     ax.set_xscale("log", base=2)
     ax.set_xticks(counts, [str(n) for n in counts])
@@ -79,17 +79,17 @@ def _device_axis(ax, study: Study, counts: list[int]) -> None:
     ax.set_xlabel(_unit(study))
 
 
-def _band_counts(study: Study) -> list[int]:
+def _band_counts(study: StudySummary) -> list[int]:
     return sorted(set(_counts(study)) | {p.devices for points in study.bands.values() for p in points})
 
 
-def _ideal_counts(study: Study) -> list[int]:
+def _ideal_counts(study: StudySummary) -> list[int]:
     """Where the ideal line is drawn: counts that were measured or modelled, not those only skipped or failed."""
     return sorted({r.devices for r in study.rows if r.epoch_time_s}
                   | {p.devices for points in study.bands.values() for p in points})
 
 
-def _draw_bands(ax, study: Study, scale: float) -> None:
+def _draw_bands(ax, study: StudySummary, scale: float) -> None:
     """The scaling model's band per mode: solid where the collectives were measured, hatched where extrapolated
     (busbw held at the largest measured count)."""
     for mode, points in study.bands.items():
@@ -104,7 +104,7 @@ def _draw_bands(ax, study: Study, scale: float) -> None:
                             alpha=0.15, hatch=hatch, label=f"{mode} {words}")
 
 
-def _finish(ax, study: Study, counts: list[int], ylabel: str, title: str) -> None:
+def _finish(ax, study: StudySummary, counts: list[int], ylabel: str, title: str) -> None:
     """What every panel over device counts ends with: the missing configurations, the axes, grid and legend."""
     _mark_missing(ax, study)
     ax.set(ylabel=ylabel, title=title)
@@ -114,7 +114,7 @@ def _finish(ax, study: Study, counts: list[int], ylabel: str, title: str) -> Non
     ax.legend(fontsize=7)
 
 
-def draw_throughput(ax, study: Study) -> None:
+def draw_throughput(ax, study: StudySummary) -> None:
     counts = _band_counts(study)
     base = study.baseline
     if base:
@@ -130,7 +130,7 @@ def draw_throughput(ax, study: Study) -> None:
     _finish(ax, study, counts, "training throughput (samples/s)", "Throughput")
 
 
-def draw_speedup(ax, study: Study) -> None:
+def draw_speedup(ax, study: StudySummary) -> None:
     counts = _band_counts(study)
     _draw_bands(ax, study, 1.0)
     for label, rows in _by_series(study).items():
@@ -146,7 +146,7 @@ def draw_speedup(ax, study: Study) -> None:
     _finish(ax, study, counts, "epoch-time speedup vs 1-device single (x)", "Speedup")
 
 
-def draw_efficiency(ax, study: Study) -> None:
+def draw_efficiency(ax, study: StudySummary) -> None:
     for label, rows in _by_series(study).items():
         points = [(r.devices, percent(r.efficiency)) for r in rows if r.efficiency is not None]
         if points:
@@ -161,7 +161,7 @@ def _reach_label(r: Row, target: float) -> str:
     return f"\n{pct(target)} @ {r.time_to_target_s:.0f} s" if r.reached else f"\n{pct(target)} not reached"
 
 
-def draw_accuracy(ax, study: Study) -> None:
+def draw_accuracy(ax, study: StudySummary) -> None:
     """Final validation accuracy per configuration, and under each bar the training time it took to reach the
     target: the number that says whether more devices helped."""
     labels = [f"{r.label} x{r.devices}{_reach_label(r, study.goal.min_val_acc)}" for r in study.rows]
@@ -183,7 +183,7 @@ def draw_accuracy(ax, study: Study) -> None:
     ax.legend(loc="upper right", fontsize=8)  # above 100%, where no bar reaches
 
 
-def render(study: Study, out: Path) -> list[Path]:
+def render(study: StudySummary, out: Path) -> list[Path]:
     """Write the four PNGs into `out`; returns their paths."""
     out.mkdir(parents=True, exist_ok=True)
     layouts = {
@@ -248,7 +248,7 @@ def render_compare(pairs, out: Path, title: str) -> Path:
             mid = statistics.median(values)
             ax.bar(i + offset, mid, width=0.38, color=color, label=name if i == 0 else None,
                    yerr=[[mid - min(values)], [max(values) - mid]], capsize=3)
-        ax.text(i, max(p.base_values + p.new_values) * 1.04, f"{p.verdict}\n{p.change:+.1%}", ha="center",
+        ax.text(i, max(p.base_values + p.new_values) * 1.04, f"{p.change_verdict}\n{p.change:+.1%}", ha="center",
                 fontsize=8)
     ax.set_xticks(range(len(pairs)), [f"{p.base.label} x{p.base.devices}" for p in pairs], fontsize=8)
     ax.set(ylabel="training throughput (samples/s)", title=textwrap.fill(title, 80))

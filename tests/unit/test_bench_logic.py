@@ -101,11 +101,11 @@ def test_speedup_efficiency_and_verdicts():
     study = summarize(records, Goal(min_time_cut=0.40, min_val_acc=0.78))
     rows = {(r.mode, r.devices): r for r in study.rows}
     assert [(r.mode, r.devices) for r in study.rows] == [("single", 1), ("dp", 2), ("ddp", 2), ("dp", 4), ("ddp", 4)]
-    assert rows["single", 1].epoch_time_s == (11.0, 10.0, 12.0) and rows["single", 1].verdict == "baseline"
+    assert rows["single", 1].epoch_time_s == (11.0, 10.0, 12.0) and rows["single", 1].goal_verdict == "baseline"
     assert rows["ddp", 2].speedup == pytest.approx(2.0) and rows["ddp", 2].efficiency == pytest.approx(1.0)
-    assert rows["ddp", 2].verdict == "YES"
-    assert rows["dp", 2].verdict.startswith("no: epoch -27%")
-    assert "val 70.0% < 78%" in rows["ddp", 4].verdict
+    assert rows["ddp", 2].goal_verdict == "YES"
+    assert rows["dp", 2].goal_verdict.startswith("no: epoch -27%")
+    assert "val 70.0% < 78%" in rows["ddp", 4].goal_verdict
     assert rows["dp", 4].status == "failed" and rows["dp", 4].note == "rank 1: RuntimeError: boom"
     assert rows["ddp", 2].samples_per_s_per_device == pytest.approx((1000 / 5 + 1000 / 6) / 2 / 2)  # median of epochs
 
@@ -212,7 +212,7 @@ def test_no_accuracy_target_is_claimed_for_a_model_the_recipe_was_not_tuned_for(
                                                                               model="resnet18")]
     study = summarize(records, Goal())
     assert not study.accuracy_claimed and study.title.startswith("resnet18 (2.12M parameters")
-    assert [r.verdict for r in study.rows] == ["baseline", "time cut met (no accuracy target claimed)"]
+    assert [r.goal_verdict for r in study.rows] == ["baseline", "time cut met (no accuracy target claimed)"]
     assert "not claimed here: the reference recipe is tuned for SimpleCNN" in markdown_summary(study, [])
 
 
