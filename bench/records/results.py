@@ -11,7 +11,7 @@ from pathlib import Path
 from bench.records.accuracy import time_to_accuracy
 from bench.records.study import STUDY_INVARIANT_EXCLUDED, VARIANT_FIELDS, study_batch
 from bench.records.units import TERA
-from mgpu_core.config import DEFAULTS, TrainConfig
+from mgpu_core.config import DEFAULTS, VARIANT_LABELS, TrainConfig
 from mgpu_core.recipe import global_batch
 
 SCHEMA_VERSION = 3
@@ -19,27 +19,17 @@ SCHEMA_VERSION = 3
 compile_s (1 had neither). Records of version 2 are read through up_convert."""
 STATUSES = ("ok", "failed", "timeout", "skipped")
 REQUIRED_KEYS = ("study", "key", "mode", "devices", "status", "provenance")
-VARIANT_LABELS = {
-    "sync_bn": lambda v: "sync-bn",
-    "grad_accum": lambda v: f"accum {v}",
-    "ddp_bucket_mb": lambda v: f"bucket {v:g}MB",
-    "ddp_static_graph": lambda v: "static-graph",
-    "ddp_grad_as_bucket_view": lambda v: "bucket-view",
-    "ddp_comm_hook": lambda v: f"{v} hook",
-    "powersgd_rank": lambda v: f"rank {v}",
-    "fsdp_wrap": lambda v: f"{v}-wrap",
-    "fused": lambda v: "fused" if v else "unfused",  # fsdp's sharded parameters take no fused optimizer
-}
-"""How a value other than the default of each variant field (bench.records.study.VARIANT_FIELDS) reads in tables
-and legends."""
-assert tuple(VARIANT_LABELS) == VARIANT_FIELDS
+"""What every reader of a record relies on; a record without them is refused, not half-read."""
 
 
 def variant_label(cfg: TrainConfig) -> str:
     """How a configuration's variant reads, e.g. 'bucket 1MB accum 4' ('' for the default settings)."""
-    return " ".join(VARIANT_LABELS[name](getattr(cfg, name)) for name in VARIANT_FIELDS
-                    if getattr(cfg, name) != DEFAULTS[name])
-"""What every reader of a record relies on; a record without them is refused, not half-read."""
+    words = []
+    for name in VARIANT_FIELDS:  # TrainConfig's field metadata "label": a bool's words, or a format of the value
+        value = getattr(cfg, name)
+        if value != DEFAULTS[name]:
+            words.append(VARIANT_LABELS[name] if isinstance(value, bool) else VARIANT_LABELS[name].format(value))
+    return " ".join(words)
 
 
 def study_id(cfg: TrainConfig, devices: int, scaling: str, device_type: str) -> str:

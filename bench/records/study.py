@@ -7,6 +7,7 @@ from __future__ import annotations
 import typing
 from typing import Literal
 
+from mgpu_core.config import VARIANT_LABELS
 from mgpu_core.recipe import global_batch
 
 Scaling = Literal["weak", "strong"]
@@ -14,10 +15,10 @@ Scaling = Literal["weak", "strong"]
 held fixed and split over the devices."""
 SCALINGS: tuple[str, ...] = typing.get_args(Scaling)
 
-VARIANT_FIELDS = ("sync_bn", "grad_accum", "ddp_bucket_mb", "ddp_static_graph", "ddp_grad_as_bucket_view",
-                  "ddp_comm_hook", "powersgd_rank", "fsdp_wrap", "fused")
+VARIANT_FIELDS = tuple(VARIANT_LABELS)
 """Training settings that set a series apart within one study (its own table row and plot line), never another
-study: the axes of bench.run.axes, and what a mode implies (fsdp takes no fused optimizer)."""
+study: the axes (bench.run.axes), and what a mode implies (fsdp takes no fused optimizer). Declared once, as
+TrainConfig field metadata ("label")."""
 PER_CONFIGURATION = ("mode", "dp_gpus", "seed")
 """Settings each configuration-trial of a study sets for itself."""
 PLACE_ONLY = ("data_dir", "cache_dir", "download", "threads", "dist_timeout_s")

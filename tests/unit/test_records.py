@@ -77,3 +77,21 @@ def test_global_batch_is_one_formula_and_the_study_batch_inverts_the_split():
 def test_units_convert_one_way_each():
     assert ms(0.0125) == pytest.approx(12.5) and mib(3 * 2**20) == 3 and gib(2**31) == 2
     assert gb_per_s(2.5e9) == 2.5 and percent(0.25) == 25
+
+
+def test_an_axis_declared_once_in_the_field_metadata_reaches_flags_plan_label_and_record():
+    from bench.run.plan import PlanInput, plan
+    from bench.scaling import build_parser
+    from mgpu_core.config import AXES, DEFAULTS, VARIANT_LABELS
+    flags = build_parser().format_help()
+    other = {"grad_accum": 4, "ddp_bucket_mb": 1.0, "ddp_comm_hook": "bf16", "fsdp_wrap": "model"}
+    for name, modes in AXES.items():
+        assert name in {f.name for f in fields(Axes)} and "--" + name.replace("_", "-") in flags
+        value = other.get(name, not DEFAULTS[name])
+        shown = "on" if value is True else value
+        [cell] = [c for c in plan(PlanInput(TrainConfig(), "cuda", (2,), (modes[0],), visible_gpus=2, cores=2,
+                                            axes=Axes(**{name: (shown,)})))]
+        label = VARIANT_LABELS[name] if isinstance(value, bool) else VARIANT_LABELS[name].format(value)
+        assert cell.label.startswith(f"{modes[0]} {label}") and cell.label.endswith(" x2")  # fsdp: also unfused
+        rec = record(modes[0], 2, [1.0], **{name: value})
+        assert cell.label == f"{modes[0]} {rec['variant']} x2" and rec["study"] == record(modes[0], 2, [1.0])["study"]
