@@ -18,6 +18,16 @@ def ms(seconds: float) -> float:
     return seconds * 1e3
 
 
+def us_to_ms(microseconds: float) -> float:
+    """Microseconds (torch.profiler's unit) to milliseconds."""
+    return microseconds / 1e3
+
+
+def ms_to_s(milliseconds: float) -> float:
+    """Milliseconds to seconds."""
+    return milliseconds / 1e3
+
+
 def mib(n_bytes: float) -> float:
     """Bytes to MiB."""
     return n_bytes / MIB

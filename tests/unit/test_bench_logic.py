@@ -232,3 +232,13 @@ def test_profile_divides_by_the_steps_that_ran():
     text = table([("data", 10.0, 0.0)], wall_s=0.2, steps=4, title="t", asked=30)
     assert "4 steps (of 30 asked: the epoch holds no more) in 0.200 s wall (50.0 ms/step)" in text
     assert "| data | 10.0 | 2.50 |" in text
+
+
+def test_scaling_is_weak_or_strong_and_global_batch_is_its_older_name():
+    from bench.scaling import build_parser
+    parser = build_parser()
+    assert parser.parse_args([]).scaling == "weak"
+    assert parser.parse_args(["--scaling", "strong"]).scaling == parser.parse_args(["--global-batch"]).scaling
+    assert SweepConfig(scaling="strong").scaling == "strong"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--scaling", "global"])
