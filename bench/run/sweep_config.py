@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from bench.records.study import Scaling
+from bench.records.study import SCALINGS, Scaling
 from mgpu_core.config import ConfigError
 from mgpu_core.names import CLASSIC_MODES, Mode
 
@@ -59,5 +59,7 @@ class SweepConfig:
             raise ConfigError(f"timeout: must be a finite number of seconds > 0 (got {self.timeout})")
         if isinstance(self.comm_max_bytes, bool) or self.comm_max_bytes < 4096:
             raise ConfigError(f"comm_max_bytes: must be an integer >= 4096 (got {self.comm_max_bytes!r})")
+        if self.scaling not in SCALINGS:
+            raise ConfigError(f"scaling: must be one of {', '.join(SCALINGS)} (got {self.scaling!r})")
         if not self.out.strip():
             raise ConfigError("out: must name a folder (got '')")

@@ -63,7 +63,7 @@ def test_default_counts():
 @pytest.mark.parametrize("overrides, field", [
     ({"gpus": (0,)}, "gpus"), ({"gpus": (2, 2)}, "gpus"), ({"gpus": ()}, "gpus"), ({"trials": 0}, "trials"),
     ({"timeout": 0}, "timeout"), ({"timeout": float("inf")}, "timeout"), ({"modes": ("ddp", "ddp")}, "modes"),
-    ({"out": ""}, "out")])
+    ({"out": ""}, "out"), ({"scaling": "global"}, "scaling")])
 def test_sweep_config_rejects(overrides, field):
     with pytest.raises(ConfigError, match=f"^{field}: "):
         SweepConfig(**overrides)
