@@ -175,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt as exc:
         print(f"\n{'terminated' if isinstance(exc, Terminated) else 'interrupted'}: every finished configuration is "
-              f"in {out / 'results.jsonl'}; rerun with --resume to complete the rest", file=sys.stderr)
+              f"in {out / RESULTS_FILE}; rerun with --resume to complete the rest", file=sys.stderr)
         return 143 if isinstance(exc, Terminated) else 130
     return 0
 
