@@ -19,11 +19,12 @@ from pathlib import Path
 import torch
 from torch.distributed.elastic.multiprocessing.errors import record
 
-from bench.records.comm import read_comm
-from bench.records.files import COMM_FILE, HANDOFF_DIR, LOGS_DIR
+from bench.records.comm import comm_record, read_comm
+from bench.records.files import COMM_FILE
 from bench.records.results import ResultsError, append_record
 from bench.render.plots import render_comm
-from bench.run.launch import child_command, run_logged
+from bench.run.handoff import run_child
+from bench.run.launch import child_command
 from bench.run.nodes import Rendezvous
 from bench.run.provenance import collect
 from mgpu_core.cli import build_parser, one_line_error
@@ -62,26 +63,17 @@ def run_count(cfg: TrainConfig, comm: CommConfig, devices: int, out: Path, comma
     """Measure one device count in its own torchrun (across nodes with `rendezvous`, `per_node` processes each);
     append its record to <out>/comm.jsonl unless `record` is off (nodes other than 0). (record, None) or
     (None, the failure line)."""
-    handoff = out / HANDOFF_DIR
-    handoff.mkdir(parents=True, exist_ok=True)
-    result_file, failure_file = handoff / f"comm-x{devices}.json", handoff / f"comm-x{devices}.failure.json"
-    result_file.unlink(missing_ok=True)
-    argv = config_to_argv(cfg) + config_to_argv(dataclasses.replace(comm, gpus=None)) + ["--json", str(result_file)]
-    cmd = child_command(argv, "ddp", per_node if rendezvous else devices, module="bench.comm", rendezvous=rendezvous)
-    outcome = run_logged(cmd, comm.timeout, out / LOGS_DIR / f"comm-x{devices}.log", lambda line: None, failure_file,
-                         env if rendezvous else None)
-    failure_file.unlink(missing_ok=True)
+    outcome, result = run_child(
+        out, f"comm-x{devices}",
+        lambda flags: child_command(config_to_argv(cfg) + config_to_argv(dataclasses.replace(comm, gpus=None)) + flags,
+                                    "ddp", per_node if rendezvous else devices, module="bench.comm",
+                                    rendezvous=rendezvous),
+        comm.timeout, env=env if rendezvous else None, read_result=record)
     if outcome.error or not record:
         return None, outcome.error
-    try:
-        result = json.loads(result_file.read_text())
-    except (OSError, ValueError):
-        return None, "exited 0 but handed back no result"
-    finally:
-        result_file.unlink(missing_ok=True)
-    rec = {"kind": "comm", **result, **(extra or {}), "wall_s": outcome.wall_s,
-           "provenance": collect(cfg.precision, cfg.seed, command_line, {"threads": result["threads"],
-                                                                          "nodes": result["nodes"]})}
+    rec = comm_record(result, **(extra or {}), wall_s=outcome.wall_s,
+                      provenance=collect(cfg.precision, cfg.seed, command_line, {"threads": result["threads"],
+                                                                                 "nodes": result["nodes"]}))
     append_record(out / COMM_FILE, rec)
     return rec, None
 

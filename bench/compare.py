@@ -20,17 +20,17 @@ from bench.explain.goal import Goal
 from bench.explain.noise import judge
 from bench.records.files import REPORT_FILE, RESULTS_FILE
 from bench.records.results import ResultsError, read_records
+from bench.records.study import fixed_settings
+from bench.records.units import fraction, percent
 from bench.render.html import markdown_table_to_html, paragraphs, write_html
 from bench.render.plots import render_compare
-from bench.render.summary import Row, Study, select_study, summarize
+from bench.render.summary import Row, StudySummary, select_study, summarize
 from mgpu_core.cli_args import OneLineErrorParser, add_config_arguments, config_from_args
 
 REFUSED = ("dataset", "batch_per_device", "precision", "scaling", "image_size", "train_samples", "epochs")
 """Study settings that make a comparison meaningless when they differ (unless --force)."""
 SHOWN = ("torch", "torchvision", "cuda", "nccl", "driver", "host", "git_commit", "device_names", "cpu_model")
 """Provenance that is usually the point of a comparison: shown in the header, never refused."""
-IGNORED_CONFIG = ("mode", "dp_gpus", "seed", "data_dir", "cache_dir", "download", "threads", "dist_timeout_s",
-                  "sync_bn")
 
 
 class CompareError(RuntimeError):
@@ -41,7 +41,7 @@ class CompareError(RuntimeError):
 class Side:
     path: Path
     records: list[dict]
-    study: Study
+    study: StudySummary
 
 
 @dataclass
@@ -51,7 +51,8 @@ class Pair:
     new: Row
     base_values: list[float]
     new_values: list[float]
-    verdict: str
+    change_verdict: str
+    """faster, slower or no change: declared only beyond the noise (bench.explain.noise.judge)."""
     change: float
     why: str
 
@@ -70,7 +71,7 @@ def study_settings(side: Side) -> dict:
     """The settings the records of a side share (from its newest successful record)."""
     ok = [r for r in side.records if r["status"] == "ok"] or side.records
     sample = ok[-1]
-    settings = {k: v for k, v in sample["train_config"].items() if k not in IGNORED_CONFIG}
+    settings = fixed_settings(sample["train_config"])
     settings |= {"dataset": (sample.get("dataset") or {}).get("name", settings.get("dataset")),
                  "batch_per_device": sample["batch_per_device"], "scaling": sample["scaling"]}
     return settings
@@ -130,7 +131,7 @@ def table(pairs: list[Pair], device_type: str) -> str:
         eff = [f"{r.efficiency:.0%}" if r.efficiency is not None else "-" for r in (p.base, p.new)]
         lines.append(f"| {p.base.devices} {device_type} | {p.base.label} | {statistics.median(p.base_values):,.0f} "
                      f"| {statistics.median(p.new_values):,.0f} | {p.change:+.1%} | {eff[0]} | {eff[1]} "
-                     f"| {_time(p.base)} | {_time(p.new)} | {p.verdict} | {p.why} |")
+                     f"| {_time(p.base)} | {_time(p.new)} | {p.change_verdict} | {p.why} |")
     return "\n".join(lines)
 
 
@@ -156,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     notices: list[str] = []
     try:
         base, new = (load_side(p.expanduser(), goal, notices.append) for p in (args.base, args.new))
-        pairs, only_base, only_new, settings = compare(base, new, args.force, args.min_change / 100, args.alpha)
+        pairs, only_base, only_new, settings = compare(base, new, args.force, fraction(args.min_change), args.alpha)
         text = report(base, new, pairs, only_base, only_new, settings, args.out.expanduser())
     except (CompareError, ResultsError) as exc:
         parser.error(str(exc))
@@ -166,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
         print(line)
     print(text)
     if args.fail_on_regression is not None:
-        worse = [p for p in pairs if p.verdict == "slower" and -p.change * 100 > args.fail_on_regression]
+        worse = [p for p in pairs if p.change_verdict == "slower" and percent(-p.change) > args.fail_on_regression]
         if worse:
             print(f"regression: {len(worse)} pair(s) slower by more than {args.fail_on_regression:g}% beyond the "
                   "noise", file=sys.stderr)
@@ -185,7 +186,7 @@ def report(base: Side, new: Side, pairs: list[Pair], only_base: list[Row], only_
     unpaired = [f"only in base: {r.label} x{r.devices}" for r in only_base]
     unpaired += [f"only in new: {r.label} x{r.devices}" for r in only_new]
     body = table(pairs, new.study.device_type)
-    counts = {v: sum(p.verdict == v for p in pairs) for v in ("faster", "slower", "no change")}
+    counts = {v: sum(p.change_verdict == v for p in pairs) for v in ("faster", "slower", "no change")}
     summary = ", ".join(f"{n} {v}" for v, n in counts.items())
     text = "\n".join(header) + f"\n\n{body}\n\n{summary}" + ("\n" + "\n".join(unpaired) if unpaired else "")
     (out / "compare.md").write_text("# Comparison\n\n" + "\n\n".join(header) + f"\n\n{body}\n\n{summary}\n"

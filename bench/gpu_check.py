@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import json
 import statistics
 import subprocess
 import sys
@@ -19,7 +18,9 @@ from pathlib import Path
 
 import torch
 
-from bench.run.launch import child_command, run_logged
+from bench.records.units import percent
+from bench.run.handoff import run_child
+from bench.run.launch import child_command
 from mgpu_core.cli_args import OneLineErrorParser, config_to_argv
 from mgpu_core.config import TrainConfig
 from mgpu_core.names import MODES
@@ -38,17 +39,9 @@ BASELINE, FAST = "dataloader fp32", "device bf16"
 def run_one(cfg: TrainConfig, out: Path, name: str, timeout_s: float) -> tuple[dict | None, str | None]:
     """Train `cfg` in its own process tree; (its RunResult dict, None) or (None, the failure line)."""
     stem = f"{cfg.mode}-{name.replace(' ', '_')}"
-    result_file = out / "runs" / f"{stem}.json"
-    result_file.unlink(missing_ok=True)
-    argv = config_to_argv(cfg) + ["--json", str(result_file)]
-    outcome = run_logged(child_command(argv, cfg.mode, 1), timeout_s, out / "logs" / f"{stem}.log",
-                         lambda line: None, out / "runs" / f"{stem}.failure.json")
-    if outcome.error:
-        return None, outcome.error
-    try:
-        return json.loads(result_file.read_text()), None
-    except (OSError, ValueError):
-        return None, "exited 0 but handed back no result"
+    outcome, result = run_child(out, stem, lambda flags: child_command(config_to_argv(cfg) + flags, cfg.mode, 1),
+                                timeout_s)
+    return result, outcome.error
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -56,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", required=True, help="CIFAR-10 (folder or .tar.gz), as for mgpu_core")
     parser.add_argument("--epochs", type=int, default=3, help="timed epochs per configuration")
-    parser.add_argument("--out", type=Path, default=Path("reports/gpu_check"), help="results and logs")
+    parser.add_argument("--out", type=Path, default=Path("reports/gpu_check"), help="each run's log")
     parser.add_argument("--timeout", type=float, default=240.0, help="seconds per configuration")
     args = parser.parse_args(argv)
     if not torch.cuda.is_available():
@@ -105,7 +98,7 @@ def report(rows: list[tuple[str, str, dict | None, str | None]], device: str) ->
         t = epoch_s(result)
         baseline, single = epoch(mode, BASELINE), epoch("single", name)
         versus = f"{baseline / t:.1f}x" if baseline else "-"
-        over = f"{(t / single - 1) * 100:+.1f}%" if single else "-"
+        over = f"{percent(t / single - 1):+.1f}%" if single else "-"
         sps = statistics.median(e["samples_per_s"] for e in result["epochs"])
         lines.append(f"| {mode} | {name} | {t:.3f} | {sps:,.0f} | {versus} | {over} | {result['compile_s']:.1f} | "
                      f"{result['evals'][-1]['accuracy']:.2%} |")
@@ -115,7 +108,7 @@ def report(rows: list[tuple[str, str, dict | None, str | None]], device: str) ->
                   f"- fast path >= 10x dataloader: {'PASS' if baseline / fast >= 10 else 'FAIL'} "
                   f"({baseline / fast:.1f}x)",
                   f"- ddp x1 <= 5% over single: {'PASS' if ddp <= 1.05 * fast else 'FAIL'} "
-                  f"({(ddp / fast - 1) * 100:+.1f}%)"]
+                  f"({percent(ddp / fast - 1):+.1f}%)"]
     return "\n".join(lines)
 
 

@@ -14,6 +14,7 @@ from torch.distributed.elastic.multiprocessing.errors import record
 
 from bench.explain.goal import Goal
 from bench.records.results import append_record, make_record
+from bench.records.study import SCALINGS
 from bench.run.provenance import collect
 from mgpu_core.cli import build_parser, run_configuration
 from mgpu_core.cli_args import add_config_arguments, config_from_args
@@ -26,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results", required=True, type=Path, metavar="PATH",
                         help="results.jsonl to append the record to")
     parser.add_argument("--trial", type=int, default=0, help="trial number within the study")
-    parser.add_argument("--scaling", choices=("weak", "strong"), default="weak",
+    parser.add_argument("--scaling", choices=SCALINGS, default="weak",
                         help="weak: --batch-size per device as given; strong: it is a share of a fixed global batch")
     add_config_arguments(parser.add_argument_group("goal"), Goal)
     args = parser.parse_args(argv)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from torch.profiler import ProfilerActivity, profile, record_function
 
+from bench.records.units import ms, ms_to_s, us_to_ms
 from mgpu_core.cli import build_parser
 from mgpu_core.cli_args import config_from_args
 from mgpu_core.config import ConfigError, TrainConfig
@@ -62,21 +63,21 @@ def profile_steps(cfg: TrainConfig, env: DistEnv, steps: int) -> tuple[list[tupl
     events = prof.events()
     parts = {name: [e for e in events if e.name == name] for name in REGIONS}
     parts["communication"] = _outermost(events, _is_communication)
-    rows = [(name, sum(e.cpu_time_total for e in found) / 1000,
-             sum(getattr(e, "device_time_total", 0.0) for e in found) / 1000) for name, found in parts.items()]
+    rows = [(name, us_to_ms(sum(e.cpu_time_total for e in found)),
+             us_to_ms(sum(getattr(e, "device_time_total", 0.0) for e in found))) for name, found in parts.items()]
     return rows, wall_s, ran
 
 
 def table(rows: list[tuple[str, float, float]], wall_s: float, steps: int, title: str, asked: int) -> str:
     fewer = f" (of {asked} asked: the epoch holds no more)" if steps < asked else ""
     lines = [f"# Profile: {title}", "", f"{steps} steps{fewer} in {wall_s:.3f} s wall "
-             f"({wall_s / steps * 1000:.1f} ms/step). "
+             f"({ms(wall_s / steps):.1f} ms/step). "
              "CPU ms is host time inside each part (it includes waiting for the device where the part syncs); "
              "communication overlaps backward under DDP.", "",
              "| part | CPU ms | CPU ms/step | device ms | share of wall |", "|---|---|---|---|---|"]
     for name, cpu_ms, device_ms in rows:
         lines.append(f"| {name} | {cpu_ms:.1f} | {cpu_ms / steps:.2f} | {device_ms:.1f} | "
-                     f"{cpu_ms / 1000 / wall_s:.0%} |")
+                     f"{ms_to_s(cpu_ms) / wall_s:.0%} |")
     return "\n".join(lines) + "\n"
 
 

@@ -16,7 +16,7 @@ from bench.records.results import ResultsError, read_records
 from bench.render.html import markdown_table_to_html, paragraphs, write_html
 from bench.render.plots import render, render_comm
 from bench.render.summary import (
-    Study,
+    StudySummary,
     goal_line,
     markdown_summary,
     markdown_table,
@@ -28,7 +28,7 @@ from mgpu_core.cli_args import OneLineErrorParser, add_config_arguments, config_
 
 
 def write_report(records: list[dict], out: Path, goal: Goal, log: Callable[[str], None] = print,
-                 study: str | None = None, comm_records: list[dict] = ()) -> Study:
+                 study: str | None = None, comm_records: list[dict] = ()) -> StudySummary:
     """Print the table, write <out>/summary.md and the plots, for `study` (default: that of the newest record),
     explained by the collective measurements in `comm_records`."""
     chosen = select_study(records, warn=log, study=study)

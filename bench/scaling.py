@@ -20,7 +20,7 @@ from bench.records.results import ResultsError, read_records
 from bench.run.axes import Axes
 from bench.run.lock import LockedError, exclusive
 from bench.run.nodes import Nodes
-from bench.run.plan import default_counts, plan
+from bench.run.plan import PlanInput, default_counts, plan
 from bench.run.sweep_config import SweepConfig
 from mgpu_core.cli_args import OneLineErrorParser, add_config_arguments, config_from_args
 from mgpu_core.config import ConfigError, TrainConfig
@@ -44,7 +44,10 @@ GPU_EPOCHS = 20
 def build_parser() -> OneLineErrorParser:
     parser = OneLineErrorParser(prog="python -m bench.scaling", description=__doc__, epilog=EXAMPLES,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_config_arguments(parser.add_argument_group("sweep"), SweepConfig)
+    sweep = parser.add_argument_group("sweep")
+    add_config_arguments(sweep, SweepConfig)
+    sweep.add_argument("--global-batch", dest="scaling", action="store_const", const="strong",
+                       help=argparse.SUPPRESS)  # the older name of --scaling strong
     add_config_arguments(parser.add_argument_group("goal"), Goal)
     add_config_arguments(parser.add_argument_group("nodes (one study across hosts; same command on each)"), Nodes)
     add_config_arguments(parser.add_argument_group("axes (comma lists; each value its own configuration)"), Axes)
@@ -97,10 +100,10 @@ def parse(argv: list[str]) -> tuple[SweepConfig, Goal, Axes, Nodes, TrainConfig,
 
 
 def resolve_dataset(train: TrainConfig) -> TrainConfig:
-    """Find (or download) the data once, before any configuration starts; children then read it locally."""
-    from mgpu_core.datasets import load_dataset
-    data = load_dataset(train)
-    if data.name == "synthetic":
+    """Find (or download) the data once, before any configuration starts, without decoding it; children then read
+    it locally."""
+    from mgpu_core.datasets import locate_dataset
+    if locate_dataset(train).name == "synthetic":
         return dataclasses.replace(train, dataset="synthetic")
     return dataclasses.replace(train, dataset="cifar10", download=False)
 
@@ -154,12 +157,12 @@ def main(argv: list[str] | None = None) -> int:
                 print(line)
             runner = Sweep(sweep, goal, base, device_type, out, ["python", "-m", "bench.scaling", *argv], nodes,
                            per_node)
-            counts = sweep.gpus or default_counts(visible, usable_cores())
-            entries = plan(counts, sweep.modes, sweep.trials, visible, usable_cores(), base.batch_size,
-                           sweep.global_batch, axes, runner.variant_label, nodes.nnodes, per_node)
-            runner.run(entries, sweep.resume)
+            cells = plan(PlanInput(base, device_type, sweep.gpus or default_counts(visible, usable_cores()),
+                                   sweep.modes, sweep.trials, sweep.scaling, axes, visible, usable_cores(),
+                                   nodes.nnodes, per_node))
+            runner.run(cells, sweep.resume)
             if nodes.node_rank == 0:
-                write_report(read_records(runner.results), out, goal, study=runner.study(entries[0]),
+                write_report(read_records(runner.results), out, goal, study=cells[0].study_id,
                              comm_records=read_comm(out / COMM_FILE))
     except (DataError, ResultsError, LockedError) as exc:
         print(f"python -m bench.scaling: error: {exc}", file=sys.stderr)
@@ -172,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt as exc:
         print(f"\n{'terminated' if isinstance(exc, Terminated) else 'interrupted'}: every finished configuration is "
-              f"in {out / 'results.jsonl'}; rerun with --resume to complete the rest", file=sys.stderr)
+              f"in {out / RESULTS_FILE}; rerun with --resume to complete the rest", file=sys.stderr)
         return 143 if isinstance(exc, Terminated) else 130
     return 0
 

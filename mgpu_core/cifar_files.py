@@ -24,17 +24,50 @@ STALE_TMP_S = 600.0
 """A cache temporary untouched this long belongs to a writer that died; it is removed."""
 
 
+def _layout(data_dir: Path) -> tuple[str, Path] | None:
+    """Which layout `data_dir` holds, by names alone: ("archive" | "official" | "tree", its path), or None."""
+    if data_dir.is_file() and data_dir.name.endswith((".tar.gz", ".tgz", ".tar")):
+        return "archive", data_dir
+    if (data_dir / OFFICIAL_DIR).is_dir():
+        return "official", data_dir / OFFICIAL_DIR
+    if data_dir.name == OFFICIAL_DIR and data_dir.is_dir():
+        return "official", data_dir
+    if (data_dir / "train").is_dir() and (data_dir / "test").is_dir():
+        return "tree", data_dir
+    return None
+
+
+def _decoder(kind: str, source: Path):
+    """The function that decodes an image archive or tree into arrays."""
+    images = _tar_images if kind == "archive" else _folder_images
+    return lambda: _read_image_tree(images(source), str(source))
+
+
 def find_cifar10(data_dir: Path, cache_dir: Path) -> ImageArrays | None:
     """CIFAR-10 from whatever layout `data_dir` holds, or None if it holds none."""
-    if data_dir.is_file() and data_dir.name.endswith((".tar.gz", ".tgz", ".tar")):
-        return _cached(data_dir, cache_dir, lambda: _read_image_tree(_tar_images(data_dir), str(data_dir)))
-    if (data_dir / OFFICIAL_DIR).is_dir():
-        return read_official(data_dir / OFFICIAL_DIR)
-    if data_dir.name == OFFICIAL_DIR and data_dir.is_dir():
-        return read_official(data_dir)
-    if (data_dir / "train").is_dir() and (data_dir / "test").is_dir():
-        return _cached(data_dir, cache_dir, lambda: _read_image_tree(_folder_images(data_dir), str(data_dir)))
-    return None
+    found = _layout(data_dir)
+    if found is None:
+        return None
+    kind, source = found
+    if kind == "official":
+        return read_official(source)
+    return _cached(source, cache_dir, _decoder(kind, source))
+
+
+def locate_cifar10(data_dir: Path, cache_dir: Path) -> Path | None:
+    """Where CIFAR-10 is in `data_dir` (the batches folder, the archive or the tree), checked as find_cifar10 checks
+    it but without handing back the arrays: the python batches are unpickled and checked, an image archive or tree
+    is decoded into the cache unless a cache of its current contents exists (every reader then loads the cache).
+    None if `data_dir` holds no layout; DataError (one line) for missing or corrupt data."""
+    found = _layout(data_dir)
+    if found is None:
+        return None
+    kind, source = found
+    if kind == "official":
+        check_official(source)
+    elif not _cache_path(source, cache_dir).exists():
+        _cached(source, cache_dir, _decoder(kind, source))
+    return source
 
 
 def layout_problem(data_dir: Path) -> str:
@@ -49,8 +82,9 @@ def layout_problem(data_dir: Path) -> str:
     return f"expected {OFFICIAL_DIR}/, train/ + test/, or a .tar.gz of them"
 
 
-def download_cifar10(data_dir: Path) -> tuple[ImageArrays | None, str]:
-    """torchvision's download into `data_dir`, bounded by a socket timeout: (data, '') or (None, reason)."""
+def download_cifar10(data_dir: Path) -> str | None:
+    """torchvision's download into `data_dir` (its python batches), bounded by a socket timeout: None when it
+    worked, else the reason it did not."""
     from torchvision.datasets import CIFAR10
 
     previous = socket.getdefaulttimeout()
@@ -59,19 +93,24 @@ def download_cifar10(data_dir: Path) -> tuple[ImageArrays | None, str]:
         data_dir.mkdir(parents=True, exist_ok=True)
         CIFAR10(str(data_dir), train=True, download=True)
     except Exception as exc:  # noqa: BLE001 - any network or archive failure means "not available"
-        return None, f"{type(exc).__name__}: {exc}".splitlines()[0]
+        return f"{type(exc).__name__}: {exc}".splitlines()[0]
     finally:
         socket.setdefaulttimeout(previous)
-    return read_official(data_dir / OFFICIAL_DIR), ""
+    return None
+
+
+def check_official(folder: Path) -> tuple[dict, list[dict], dict]:
+    """The python-pickle batches torchvision downloads, each unpickled and checked: (batches.meta, data_batch_1..5,
+    test_batch). DataError naming the first missing, unreadable or malformed file."""
+    meta = _unpickle(folder / "batches.meta")
+    if not isinstance(meta, dict) or len(meta.get("label_names", ())) != 10:
+        raise DataError(f"{folder / 'batches.meta'}: expected 10 label names")
+    return meta, [_batch(folder / f"data_batch_{i}") for i in range(1, 6)], _batch(folder / "test_batch")
 
 
 def read_official(folder: Path) -> ImageArrays:
     """The python-pickle batches torchvision downloads: data_batch_1..5, test_batch, batches.meta."""
-    meta = _unpickle(folder / "batches.meta")
-    if not isinstance(meta, dict) or len(meta.get("label_names", ())) != 10:
-        raise DataError(f"{folder / 'batches.meta'}: expected 10 label names")
-    train = [_batch(folder / f"data_batch_{i}") for i in range(1, 6)]
-    test = _batch(folder / "test_batch")
+    meta, train, test = check_official(folder)
 
     def images(batches: list[dict]) -> np.ndarray:
         flat = np.concatenate([b["data"] for b in batches])
@@ -175,9 +214,13 @@ def _cache_key(source: Path) -> str:
     return hashlib.sha1(repr(stats).encode()).hexdigest()[:16]
 
 
+def _cache_path(source: Path, cache_dir: Path) -> Path:
+    return cache_dir / f"cifar10-{_cache_key(source)}.npz"
+
+
 def _cached(source: Path, cache_dir: Path, decode) -> ImageArrays:
     """Decode once, then serve the uint8 arrays from cache_dir (written atomically, so a crash leaves no torn file)."""
-    path = cache_dir / f"cifar10-{_cache_key(source)}.npz"
+    path = _cache_path(source, cache_dir)
     if path.exists():
         try:
             with np.load(path) as z:

@@ -20,8 +20,13 @@ class OneLineErrorParser(argparse.ArgumentParser):
 
 
 def field_docs(cls: type) -> dict[str, str]:
-    """The docstring written under each field of a dataclass, whitespace collapsed."""
-    tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
+    """The docstring written under each field of a dataclass, whitespace collapsed (none for a class made at run
+    time: its fields carry their help as metadata)."""
+    try:
+        source = inspect.getsource(cls)
+    except (OSError, TypeError):
+        return {}
+    tree = ast.parse(textwrap.dedent(source))
     body = tree.body[0].body
     docs = {}
     for stmt, nxt in zip(body, body[1:], strict=False):
@@ -86,7 +91,8 @@ def flag_name(name: str) -> str:
 def add_config_arguments(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, ...] = (),
                          defaults: dict[str, Any] | None = None) -> None:
     """Add one --flag per dataclass field (bools get --flag / --no-flag). `defaults` overrides the dataclass's.
-    Field metadata: "aliases" (older flag names still accepted), "percent" (a fraction given and shown as percent)."""
+    Field metadata: "aliases" (older flag names still accepted), "percent" (a fraction given and shown as percent),
+    "help" (where the field has no docstring)."""
     hints = typing.get_type_hints(cls)
     docs = field_docs(cls)
     defaults = defaults or {}
@@ -99,14 +105,15 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type, skip: tuple
         flags = [flag_name(f.name), *f.metadata.get("aliases", ())]
         kind, optional = _scalar_type(hints[f.name])
         shown = f"{default * 100:g}" if isinstance(default, float) and f.metadata.get("percent") else default
-        help_text = f"{docs.get(f.name, '')} (default: {shown})"
+        doc = docs.get(f.name) or f.metadata.get("help", "")
+        help_text = f"{doc} (default: {shown})"
         if kind is bool:
             parser.add_argument(*flags, dest=f.name, action=argparse.BooleanOptionalAction, default=default,
                                 help=help_text)
         elif typing.get_origin(kind) is tuple:
             item = _percent if f.metadata.get("percent") else typing.get_args(kind)[0]
             if f.metadata.get("percent") and default is not None:
-                help_text = f"{docs.get(f.name, '')} (default: {','.join(f'{v * 100:g}' for v in default)})"
+                help_text = f"{doc} (default: {','.join(f'{v * 100:g}' for v in default)})"
             parser.add_argument(*flags, dest=f.name, type=_comma_list(item), default=default,
                                 metavar="A,B,...", help=help_text)
         elif typing.get_origin(kind) is Literal:

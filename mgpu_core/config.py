@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Literal
 
 from .errors import ConfigError
-from .names import Mode, check_model
+from .names import DISTRIBUTED_MODES, Mode, check_model
 from .recipe import RECIPE_FIELDS, Recipe, resolve_recipe
 
 CommHook = Literal["none", "bf16", "fp16", "powersgd"]
@@ -48,32 +48,34 @@ class TrainConfig:
     """Input height and width. CIFAR-10 is resized on the device when it differs from 32; the synthetic set is
     generated at this size (224 for ImageNet-like studies without a download)."""
 
-    sync_bn: bool = False
+    sync_bn: bool = field(default=False, metadata={"only": ("ddp",), "axis": ("ddp",), "label": "sync-bn"})
     """ddp only: convert BatchNorm layers to SyncBatchNorm, so every rank normalizes over the global batch rather
     than its own (recorded, and drawn as its own series)."""
 
-    grad_accum: int = 1
+    grad_accum: int = field(default=1, metadata={"axis": DISTRIBUTED_MODES, "label": "accum {}"})
     """Micro-batches per optimizer step: gradients of K batches accumulate (under ddp all but the last under
     no_sync, under fsdp without gradient sync), so one step communicates once; the global batch is batch_size x
     devices x K and the learning rate scales with it."""
 
-    ddp_bucket_mb: float = 25.0
+    ddp_bucket_mb: float = field(default=25.0, metadata={"only": ("ddp",), "axis": ("ddp",), "label": "bucket {:g}MB"})
     """ddp only: DistributedDataParallel's bucket_cap_mb, the size of the gradient buckets all-reduced together."""
 
-    ddp_static_graph: bool = False
+    ddp_static_graph: bool = field(default=False, metadata={"only": ("ddp",), "axis": ("ddp",),
+                                                            "label": "static-graph"})
     """ddp only: DistributedDataParallel's static_graph (the set of used parameters never changes)."""
 
-    ddp_grad_as_bucket_view: bool = False
+    ddp_grad_as_bucket_view: bool = field(default=False, metadata={"only": ("ddp",), "axis": ("ddp",),
+                                                                   "label": "bucket-view"})
     """ddp only: gradient_as_bucket_view (gradients are views into the buckets: one copy less per step)."""
 
-    ddp_comm_hook: CommHook = "none"
+    ddp_comm_hook: CommHook = field(default="none", metadata={"only": ("ddp",), "axis": ("ddp",), "label": "{} hook"})
     """ddp only: gradient compression with torch's own hooks: bf16 or fp16 (all-reduce in half precision), or
     powersgd (low-rank, error feedback; rank powersgd_rank, warm-started)."""
 
-    powersgd_rank: int = 2
+    powersgd_rank: int = field(default=2, metadata={"only": ("ddp",), "label": "rank {}"})
     """PowerSGD's matrix approximation rank (ddp_comm_hook powersgd)."""
 
-    fsdp_wrap: FsdpWrap = "layer"
+    fsdp_wrap: FsdpWrap = field(default="layer", metadata={"only": ("fsdp",), "axis": ("fsdp",), "label": "{}-wrap"})
     """fsdp only: shard every layer that owns parameters, then the root (layer), or the whole model as one unit
     (model)."""
 
@@ -164,7 +166,7 @@ class TrainConfig:
     """Keep activations and weights in channels_last memory format: faster in every CPU measurement (README), and
     the layout cuDNN's tensor-core convolutions want."""
 
-    fused: bool = True
+    fused: bool = field(default=True, metadata={"label": "unfused"})  # fsdp's sharded parameters take no fused step
     """Fused optimizer step: one kernel over all parameters instead of a loop of small ones."""
 
     cudnn_benchmark: bool = True
@@ -260,10 +262,16 @@ class TrainConfig:
 
 RECIPE_NAMES: tuple[str, ...] = typing.get_args(RecipeName)
 DEFAULTS = {f.name: f.default for f in fields(TrainConfig)}
-MODE_ONLY = {"sync_bn": ("ddp",), "ddp_bucket_mb": ("ddp",), "ddp_static_graph": ("ddp",),
-             "ddp_grad_as_bucket_view": ("ddp",), "ddp_comm_hook": ("ddp",), "powersgd_rank": ("ddp",),
-             "fsdp_wrap": ("fsdp",)}
-"""Settings that belong to one mode's wrapper: another mode refuses a value other than the default."""
+MODE_ONLY = {f.name: f.metadata["only"] for f in fields(TrainConfig) if "only" in f.metadata}
+"""Settings that belong to one mode's wrapper (field metadata "only"): another mode refuses a value other than the
+default."""
+AXES = {f.name: f.metadata["axis"] for f in fields(TrainConfig) if "axis" in f.metadata}
+"""The study axes (field metadata "axis"): settings a sweep takes as comma lists, each value its own configuration
+of the modes named (bench.run.axes)."""
+VARIANT_LABELS = {f.name: f.metadata["label"] for f in fields(TrainConfig) if "label" in f.metadata}
+"""Settings that set a series apart within one study (field metadata "label": the axes, and what a mode implies),
+with how a value other than the default reads in tables, legends and file names: a bool's words, or a format of
+the value."""
 MAX_DIST_TIMEOUT_S = 7 * 24 * 3600.0
 """A week: longer is surely a typo (and beyond what timedelta arithmetic in the process group accepts)."""
 

@@ -47,6 +47,12 @@ def resolve_recipe(name: str, overrides: dict) -> Recipe:
     return replace(RECIPES[name], **{k: v for k, v in overrides.items() if k in RECIPE_FIELDS and v is not None})
 
 
+def global_batch(batch_per_device: int, devices: int, grad_accum: int = 1) -> int:
+    """Samples per optimizer step: batch per device x devices x micro-batches accumulated per step (the one
+    definition; the learning rate scales with it)."""
+    return batch_per_device * devices * grad_accum
+
+
 def lr_scale(rule: str, global_batch: int) -> float:
     """Factor on the recipe's learning rate for `global_batch`: none 1, linear B/128, sqrt sqrt(B/128)."""
     ratio = global_batch / BASE_BATCH

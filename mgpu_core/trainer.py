@@ -23,7 +23,7 @@ from .image_arrays import ImageArrays
 from .models import build_model, flops_per_sample, gradient_bytes, parameter_count, peak_tflops
 from .parallel import gradient_sync, reset_comm_hook_state, unwrap, wrap_model
 from .pipelines import build_pipelines
-from .recipe import lr_multiplier, lr_scale, make_optimizer
+from .recipe import global_batch, lr_multiplier, lr_scale, make_optimizer
 
 
 class DivergedError(RuntimeError):
@@ -259,8 +259,8 @@ def make_runner(model: nn.Module, cfg: TrainConfig, env: DistEnv, steps_per_epoc
     """Optimizer and schedule of cfg's recipe, the learning rate scaled to the run's global batch (micro-batches
     of accumulation included); `steps_per_epoch` counts batches, the schedule counts optimizer steps."""
     hp = cfg.hparams
-    global_batch = cfg.batch_size * env.total_devices * cfg.grad_accum
-    optimizer = make_optimizer(model, hp.optimizer, hp.lr * lr_scale(hp.lr_scaling, global_batch),
+    samples_per_step = global_batch(cfg.batch_size, env.total_devices, cfg.grad_accum)
+    optimizer = make_optimizer(model, hp.optimizer, hp.lr * lr_scale(hp.lr_scaling, samples_per_step),
                                hp.weight_decay, fused=cfg.fused)
     steps_per_epoch = max(1, steps_per_epoch // cfg.grad_accum)  # optimizer steps, not micro-batches
     schedule = lr_multiplier(hp.schedule, round(hp.lr_ramp_epochs * steps_per_epoch), cfg.epochs * steps_per_epoch)
@@ -316,7 +316,8 @@ def train_and_evaluate(cfg: TrainConfig, env: DistEnv, data: ImageArrays,
                        config=cfg.to_dict(), dataset=data.describe(), device_type=env.device.type,
                        device_name=device_name(env.device), devices=env.total_devices, world_size=env.world_size,
                        nodes=max(1, env.world_size // env.local_world_size), backend=env.backend,
-                       threads=env.threads, global_batch=cfg.batch_size * env.total_devices * cfg.grad_accum,
+                       threads=env.threads,
+                       global_batch=global_batch(cfg.batch_size, env.total_devices, cfg.grad_accum),
                        lr_peak=runner.scheduler.base_lrs[0], setup_s=setup_s, compile_s=compile_s,
                        warmup_s=warmup_s, warmup_steps=warmup_steps)
     log(f"warm-up {warmup_steps} steps in {warmup_s:.2f} s" + (f" + compile {compile_s:.1f} s" if cfg.compile else "")

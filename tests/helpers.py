@@ -15,6 +15,7 @@ import torch.multiprocessing as mp
 from PIL import Image
 
 from bench.records.results import make_record
+from bench.records.study import VARIANT_FIELDS
 from mgpu_core.config import TrainConfig
 
 FAULTS = Path(__file__).parent / "faults"
@@ -29,25 +30,39 @@ CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "hors
 # -- constructed records ------------------------------------------------------------------------------------------
 
 def fake_result(epoch_times, val_acc, samples=1000, devices=1, val_accs=None, threads=4, steps=10, rank_times=None,
-                data_wait=0.0):
+                data_wait=0.0, cfg: TrainConfig | None = None) -> dict:
+    """What a child hands back (RunResult.to_dict()) for a run of `cfg` that took `epoch_times`, built through the
+    trainer's own result classes."""
+    from mgpu_core.recipe import global_batch
+    from mgpu_core.trainer import EpochRecord, EvalRecord, RunResult
+    cfg = cfg or TrainConfig()
     val_accs = val_accs or [val_acc] * len(epoch_times)
-    return {"epochs": [{"time_s": t, "samples_per_s": samples / t, "samples_per_s_per_device": samples / t / devices,
-                        "loss": 1.0, "train_acc": 0.5, "steps": steps,
-                        "rank_times_s": rank_times or [t] * (1 if devices == 1 else devices),
-                        "rank_data_wait_s": [data_wait * t] * len(rank_times or [t] * devices)}
-                       for t in epoch_times],
-            "evals": [{"accuracy": a} for a in val_accs],
-            "final_val_acc": val_acc, "warmup_s": 0.1, "compile_s": 0.0, "dataset": {"name": "synthetic"},
-            "device_name": "Test GPU", "threads": threads, "nodes": 1, "parameters": 2_122_186,
-            "gradient_bytes": 8_488_744, "flops_per_sample": 44_464_128.0, "peak_tflops": 989.4,
-            "peak_memory_bytes": [2**30] * devices}
+    ranks = 1 if devices == 1 else devices
+    epochs = [EpochRecord(epoch=i, time_s=t, samples=samples, steps=steps, samples_per_s=samples / t,
+                          samples_per_s_per_device=samples / t / devices, loss=1.0, train_acc=0.5,
+                          rank_times_s=rank_times or [t] * ranks,
+                          rank_data_wait_s=[data_wait * t] * len(rank_times or [t] * devices))
+              for i, t in enumerate(epoch_times, 1)]
+    evals = [EvalRecord(epoch=i, accuracy=a, loss=1.0, correct=round(a * 100), samples=100, time_s=0.1)
+             for i, a in enumerate(val_accs[:-1] + [val_acc], 1)]
+    return RunResult(config=cfg.to_dict(), dataset={"name": "synthetic"}, device_type="cuda", device_name="Test GPU",
+                     devices=devices, world_size=ranks, nodes=1, backend="nccl" if ranks > 1 else None,
+                     threads=threads, global_batch=global_batch(cfg.batch_size, devices, cfg.grad_accum),
+                     lr_peak=cfg.hparams.lr, model=cfg.model, parameters=2_122_186, gradient_bytes=8_488_744,
+                     flops_per_sample=44_464_128.0, peak_tflops=989.4, setup_s=0.1, compile_s=0.0, warmup_s=0.1,
+                     warmup_steps=cfg.warmup_steps, epochs=epochs, evals=evals,
+                     peak_memory_bytes=[2**30] * devices).to_dict()
 
 
 def record(mode, devices, times=None, acc=0.8, trial=0, status="ok", error=None, val_accs=None, timestamp=None,
            steps=10, rank_times=None, data_wait=0.0, **cfg):
-    train = TrainConfig(mode=mode, dp_gpus=devices if mode == "dp" else 1, seed=trial, **cfg)
+    """The record the sweep makes of one configuration-trial (make_record) for `mode` on `devices`, trained with
+    the template `cfg` (TrainConfig fields) as the sweep adapts it to the mode."""
+    variant = {k: v for k, v in cfg.items() if k in VARIANT_FIELDS}
+    template = TrainConfig(**{k: v for k, v in cfg.items() if k not in variant})
+    train = template.for_mode(mode, dp_gpus=devices if mode == "dp" else 1, seed=trial, **variant)
     result = fake_result(times, acc, devices=devices, val_accs=val_accs, steps=steps, rank_times=rank_times,
-                         data_wait=data_wait) if status == "ok" else None
+                         data_wait=data_wait, cfg=train) if status == "ok" else None
     return make_record(cfg=train, devices=devices, trial=trial, scaling="weak", device_type="cuda", status=status,
                        provenance={"host": "h", "timestamp": timestamp}, error=error, target_val_acc=0.78,
                        result=result)

@@ -11,14 +11,16 @@ from bench.explain.scaling_model import (
     Band,
     CommPoint,
     Evidence,
+    bottleneck_of,
     extrapolate,
     mode_comm_s,
     residual,
     speedup_band,
     step_band,
     straggler,
-    verdict,
 )
+from bench.records.study import device_batch
+from mgpu_core.recipe import global_batch
 
 HOOK_BYTES = {"none": 1.0, "bf16": 0.5, "fp16": 0.5}
 """Share of the gradient bytes a comm hook all-reduces (PowerSGD's low-rank traffic has no model here: no band)."""
@@ -90,14 +92,16 @@ def explain(rows, base, comm_records: list[dict], device_type: str, precision: s
     """Fill each row's `explanation` (rows: summary.Row, base: the 1-device single row or None; `batch` is per
     device under weak scaling, global under strong); return the predicted speedup band per mode over the measured
     device counts and, extrapolated, up to twice the largest measured one."""
-    def global_batch(n: int) -> int:
-        return batch * n if weak else batch
+    scaling = "weak" if weak else "strong"
+
+    def step_batch(n: int) -> int:  # the global batch of one micro-batch; accumulation multiplies it below
+        return global_batch(batch, n) if weak else batch
 
     points, grad_bytes = comm_points(comm_records, device_type, precision,
-                                     lambda n: batch if weak else max(1, batch // n), model)
+                                     lambda n: device_batch(batch, n, scaling), model)
     points = extrapolate(points, grad_bytes) if grad_bytes else {}
     base_step = base.explanation.step_time_s if base else None
-    base_gb = global_batch(1)
+    base_gb = step_batch(1)
     for row in rows:
         e = row.explanation
         if row.epoch_time_s is None:
@@ -111,7 +115,7 @@ def explain(rows, base, comm_records: list[dict], device_type: str, precision: s
                 e.band = step_band(row.mode, point.compute_step_s * k,
                                    mode_comm_s(row.mode, point) * HOOK_BYTES[row.comm_hook])
             if e.band:
-                e.predicted = speedup_band(base_step, base_gb, e.band, global_batch(row.devices) * k)
+                e.predicted = speedup_band(base_step, base_gb, e.band, step_batch(row.devices) * k)
                 e.residual = residual(row.speedup, *e.predicted)
         if base_step is None:
             e.bottleneck = "no 1-device single baseline to explain against (add single to --modes)"
@@ -121,7 +125,7 @@ def explain(rows, base, comm_records: list[dict], device_type: str, precision: s
             e.bottleneck = (f"straggler: rank {late[0]} {late[1]:.0%} slower than the median rank" if late
                             else "baseline")
             continue
-        e.bottleneck = verdict(Evidence(mode=row.mode, devices=row.devices, device_type=device_type,
+        e.bottleneck = bottleneck_of(Evidence(mode=row.mode, devices=row.devices, device_type=device_type,
                                         efficiency=row.efficiency or 0.0, rank_times_s=e.rank_times_s or [],
                                         data_wait_share=e.data_wait_share,
                                         base_step_s=base_step * row.grad_accum if base_step else None, band=e.band,
@@ -133,6 +137,6 @@ def explain(rows, base, comm_records: list[dict], device_type: str, precision: s
                 bands[mode] = [BandPoint(1, 1.0, 1.0, True)]  # one device: no communication, the baseline's step
             for n, point in sorted(points.items()):
                 band = step_band(mode, point.compute_step_s, mode_comm_s(mode, point))
-                low, high = speedup_band(base_step, base_gb, band, global_batch(n))
+                low, high = speedup_band(base_step, base_gb, band, step_batch(n))
                 bands.setdefault(mode, []).append(BandPoint(n, low, high, point.measured))
     return bands

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from bench.records.units import percent
 from mgpu_core.config import ConfigError
 
 
@@ -19,9 +20,9 @@ class Goal:
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.min_time_cut) and 0 <= self.min_time_cut < 1):
-            raise ConfigError(f"min_time_cut: must be a percentage in [0, 100) (got {self.min_time_cut * 100:g})")
+            raise ConfigError(f"min_time_cut: must be a percentage in [0, 100) (got {percent(self.min_time_cut):g})")
         if not (math.isfinite(self.min_val_acc) and 0 <= self.min_val_acc <= 1):
-            raise ConfigError(f"min_val_acc: must be a percentage in [0, 100] (got {self.min_val_acc * 100:g})")
+            raise ConfigError(f"min_val_acc: must be a percentage in [0, 100] (got {percent(self.min_val_acc):g})")
 
     @property
     def min_speedup(self) -> float:
@@ -31,4 +32,4 @@ class Goal:
 
 def pct(fraction: float) -> str:
     """A fraction as the percent a user typed: 0.78 -> '78%', 0.785 -> '78.5%'."""
-    return f"{fraction * 100:.4g}%"
+    return f"{percent(fraction):.4g}%"

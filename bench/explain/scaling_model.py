@@ -14,6 +14,7 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass
 
+from bench.records.units import ms
 from mgpu_core.bandwidth import bus_factor
 
 # The verdicts' thresholds, one place (the README's table quotes them).
@@ -152,7 +153,7 @@ def straggler(rank_times_s: list[float]) -> tuple[int, float] | None:
     return (slowest, spread) if spread > STRAGGLER_SPREAD else None
 
 
-def verdict(e: Evidence) -> str:
+def bottleneck_of(e: Evidence) -> str:
     """One short phrase with its evidence: the first of straggler, input-bound, compute-bound (near ideal),
     host/launch-bound, communication-bound, unexplained that applies; else 'within the model's band'."""
     late = straggler(e.rank_times_s)
@@ -173,7 +174,7 @@ def verdict(e: Evidence) -> str:
         side = "slower" if e.residual < 0 else "faster"
         return f"unexplained: {abs(e.residual):.0%} {side} than the model's band"
     if band and band.comm_share > COMM_BOUND_SHARE:
-        return (f"communication-bound: collectives {band.comm_s * 1e3:.1f} ms of a {band.serial_s * 1e3:.1f} ms "
+        return (f"communication-bound: collectives {ms(band.comm_s):.1f} ms of a {ms(band.serial_s):.1f} ms "
                 "no-overlap step")
     if not band:
         return "no collective measurement to explain it"

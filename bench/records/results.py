@@ -9,33 +9,27 @@ import os
 from pathlib import Path
 
 from bench.records.accuracy import time_to_accuracy
-from mgpu_core.config import DEFAULTS, TrainConfig
+from bench.records.study import STUDY_INVARIANT_EXCLUDED, VARIANT_FIELDS, study_batch
+from bench.records.units import TERA
+from mgpu_core.config import DEFAULTS, VARIANT_LABELS, TrainConfig
+from mgpu_core.recipe import global_batch
 
-SCHEMA_VERSION = 2
-"""2: per-epoch val_accs, time to target accuracy, compile_s (1 had neither)."""
+SCHEMA_VERSION = 3
+"""3: per-epoch mfu (achieved FLOP/s over the device's peak); 2: per-epoch val_accs, time to target accuracy,
+compile_s (1 had neither). Records of version 2 are read through up_convert."""
 STATUSES = ("ok", "failed", "timeout", "skipped")
 REQUIRED_KEYS = ("study", "key", "mode", "devices", "status", "provenance")
-VARIANT_LABELS = {
-    "sync_bn": lambda v: "sync-bn",
-    "grad_accum": lambda v: f"accum {v}",
-    "ddp_bucket_mb": lambda v: f"bucket {v:g}MB",
-    "ddp_static_graph": lambda v: "static-graph",
-    "ddp_grad_as_bucket_view": lambda v: "bucket-view",
-    "ddp_comm_hook": lambda v: f"{v} hook",
-    "powersgd_rank": lambda v: f"rank {v}",
-    "fsdp_wrap": lambda v: f"{v}-wrap",
-    "fused": lambda v: "fused" if v else "unfused",  # fsdp's sharded parameters take no fused optimizer
-}
-"""Training settings that are axes within one study (bench.run.axes): each value is its own series (table row, plot
-line), not another study; how a value other than the default reads in tables and legends."""
-VARIANT_FIELDS = tuple(VARIANT_LABELS)
+"""What every reader of a record relies on; a record without them is refused, not half-read."""
 
 
 def variant_label(cfg: TrainConfig) -> str:
     """How a configuration's variant reads, e.g. 'bucket 1MB accum 4' ('' for the default settings)."""
-    return " ".join(VARIANT_LABELS[name](getattr(cfg, name)) for name in VARIANT_FIELDS
-                    if getattr(cfg, name) != DEFAULTS[name])
-"""What every reader of a record relies on; a record without them is refused, not half-read."""
+    words = []
+    for name in VARIANT_FIELDS:  # TrainConfig's field metadata "label": a bool's words, or a format of the value
+        value = getattr(cfg, name)
+        if value != DEFAULTS[name]:
+            words.append(VARIANT_LABELS[name] if isinstance(value, bool) else VARIANT_LABELS[name].format(value))
+    return " ".join(words)
 
 
 def study_id(cfg: TrainConfig, devices: int, scaling: str, device_type: str) -> str:
@@ -43,9 +37,8 @@ def study_id(cfg: TrainConfig, devices: int, scaling: str, device_type: str) -> 
     seed, nor where data live), so results from several runs or nodes of one study are pooled, and others kept
     apart. The batch held fixed is per device under weak scaling and global under strong scaling."""
     fixed = cfg.to_dict()
-    fixed["batch_size"] = cfg.batch_size if scaling == "weak" else cfg.batch_size * devices
-    for varying in ("mode", "dp_gpus", "seed", "data_dir", "cache_dir", "download", "threads",
-                    "dist_timeout_s", *VARIANT_FIELDS):
+    fixed["batch_size"] = study_batch(cfg.batch_size, devices, scaling)
+    for varying in STUDY_INVARIANT_EXCLUDED:
         fixed.pop(varying)
     return _digest([fixed, scaling, device_type])
 
@@ -68,6 +61,7 @@ def make_record(*, cfg: TrainConfig, devices: int, trial: int, scaling: str, dev
     epochs = result["epochs"] if result else []
     val_accs = [e["accuracy"] for e in result["evals"]] if result else []
     reached = time_to_accuracy([e["time_s"] for e in epochs], val_accs, target_val_acc) if result else None
+    tflops = [e["samples_per_s_per_device"] * result["flops_per_sample"] / TERA for e in epochs] if result else []
     return {
         "schema_version": SCHEMA_VERSION,
         "study": study_id(cfg, devices, scaling, device_type),
@@ -81,7 +75,7 @@ def make_record(*, cfg: TrainConfig, devices: int, trial: int, scaling: str, dev
         "trial": trial,
         "scaling": scaling,
         "batch_per_device": cfg.batch_size,
-        "global_batch": cfg.batch_size * devices * cfg.grad_accum,
+        "global_batch": global_batch(cfg.batch_size, devices, cfg.grad_accum),
         "grad_accum": cfg.grad_accum,
         "status": status,
         "error": error,
@@ -97,9 +91,9 @@ def make_record(*, cfg: TrainConfig, devices: int, trial: int, scaling: str, dev
         "parameters": result["parameters"] if result else None,
         "gradient_bytes": result["gradient_bytes"] if result else None,
         "flops_per_sample": result["flops_per_sample"] if result else None,
-        "tflops_per_device": [e["samples_per_s_per_device"] * result["flops_per_sample"] / 1e12 for e in epochs]
-        if result else [],
+        "tflops_per_device": tflops,
         "peak_tflops": result["peak_tflops"] if result else None,
+        "mfu": _mfu(tflops, result["peak_tflops"] if result else None),
         "peak_memory_bytes": result["peak_memory_bytes"] if result else [],
         "val_acc": result["final_val_acc"] if result else None,
         "val_accs": val_accs,
@@ -114,6 +108,21 @@ def make_record(*, cfg: TrainConfig, devices: int, trial: int, scaling: str, dev
         "result": result,
         "provenance": provenance,
     }
+
+
+def _mfu(tflops_per_device: list[float], peak_tflops: float | None) -> list[float]:
+    """Model FLOPs utilization per epoch, as nanoGPT and torchtitan name it: achieved FLOP/s per device over the
+    device's datasheet peak for the precision in use (a fraction); none where the peak is unknown (CPU)."""
+    return [t / peak_tflops if t is not None else None for t in tflops_per_device] if peak_tflops else []
+
+
+def up_convert(record: dict) -> dict:
+    """A record of an older schema version in the current one; the record itself is left as it was. 2 -> 3: mfu
+    from the tflops_per_device and peak_tflops it already holds."""
+    if record.get("schema_version") == 2:
+        record = record | {"schema_version": 3,
+                           "mfu": _mfu(record.get("tflops_per_device") or [], record.get("peak_tflops"))}
+    return record
 
 
 class ResultsError(RuntimeError):
@@ -148,10 +157,13 @@ def _finite(value):
 
 
 def read_records(path: Path, warn=print) -> list[dict]:
-    """Every complete result record of `path`. A record of another schema version, or one without the keys every
-    reader needs, is refused with ResultsError rather than misread."""
+    """Every complete result record of `path`, in the current schema (older versions up-converted). A record of an
+    unknown schema version, or one without the keys every reader needs, is refused with ResultsError rather than
+    misread."""
     records = []
     for number, record in read_jsonl(path, warn, numbered=True):
+        if isinstance(record, dict):
+            record = up_convert(record)
         if not isinstance(record, dict) or record.get("schema_version") != SCHEMA_VERSION:
             version = record.get("schema_version") if isinstance(record, dict) else None
             raise ResultsError(f"{path}:{number}: results schema version {version}, this harness reads "

@@ -12,7 +12,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402 - the backend must be chosen first
 
 from bench.explain.goal import pct  # noqa: E402
-from bench.render.summary import Row, Study  # noqa: E402
+from bench.records.units import gb_per_s, mib, percent  # noqa: E402
+from bench.render.summary import Row, StudySummary  # noqa: E402
 from mgpu_core.names import MODES  # noqa: E402
 
 DPI = 100
@@ -20,11 +21,11 @@ FIGSIZES = {"throughput.png": (7, 5), "speedup.png": (12, 5), "accuracy.png": (8
 COLORS = dict(zip(MODES, ("tab:blue", "tab:orange", "tab:green", "tab:purple", "tab:brown"), strict=False))
 
 
-def _unit(study: Study) -> str:
+def _unit(study: StudySummary) -> str:
     return "GPUs" if study.device_type == "cuda" else "CPU processes"
 
 
-def _by_series(study: Study) -> dict[str, list[Row]]:
+def _by_series(study: StudySummary) -> dict[str, list[Row]]:
     """Rows per series (mode and variant, e.g. 'ddp sync-bn'), in mode order."""
     series: dict[str, list[Row]] = {}
     for row in sorted(study.rows, key=lambda r: (MODES.index(r.mode), r.variant)):
@@ -39,11 +40,11 @@ def _style(rows: list[Row]) -> dict:
             "markerfacecolor": "white" if variant else None}
 
 
-def _counts(study: Study) -> list[int]:
+def _counts(study: StudySummary) -> list[int]:
     return sorted({r.devices for r in study.rows})
 
 
-def _mark_missing(ax, study: Study) -> None:
+def _mark_missing(ax, study: StudySummary) -> None:
     """Failed, skipped and timed-out configurations stay visible: a cross on the x axis with the reason's word;
     several at one device count stand side by side, not on top of each other. Partial rows say how many trials
     succeeded."""
@@ -70,7 +71,7 @@ def _errorbar(ax, rows: list[Row], values, label: str, scale: float = 1.0) -> No
     ax.errorbar(x, mid, yerr=[low, high], marker="o", capsize=4, label=label, **_style(rows))
 
 
-def _device_axis(ax, study: Study, counts: list[int]) -> None:
+def _device_axis(ax, study: StudySummary, counts: list[int]) -> None:
     """Device counts on a log-2 axis, each tick labelled with its count."""
     ax.set_xscale("log", base=2)
     ax.set_xticks(counts, [str(n) for n in counts])
@@ -78,17 +79,17 @@ def _device_axis(ax, study: Study, counts: list[int]) -> None:
     ax.set_xlabel(_unit(study))
 
 
-def _band_counts(study: Study) -> list[int]:
+def _band_counts(study: StudySummary) -> list[int]:
     return sorted(set(_counts(study)) | {p.devices for points in study.bands.values() for p in points})
 
 
-def _ideal_counts(study: Study) -> list[int]:
+def _ideal_counts(study: StudySummary) -> list[int]:
     """Where the ideal line is drawn: counts that were measured or modelled, not those only skipped or failed."""
     return sorted({r.devices for r in study.rows if r.epoch_time_s}
                   | {p.devices for points in study.bands.values() for p in points})
 
 
-def _draw_bands(ax, study: Study, scale: float) -> None:
+def _draw_bands(ax, study: StudySummary, scale: float) -> None:
     """The scaling model's band per mode: solid where the collectives were measured, hatched where extrapolated
     (busbw held at the largest measured count)."""
     for mode, points in study.bands.items():
@@ -103,7 +104,7 @@ def _draw_bands(ax, study: Study, scale: float) -> None:
                             alpha=0.15, hatch=hatch, label=f"{mode} {words}")
 
 
-def _finish(ax, study: Study, counts: list[int], ylabel: str, title: str) -> None:
+def _finish(ax, study: StudySummary, counts: list[int], ylabel: str, title: str) -> None:
     """What every panel over device counts ends with: the missing configurations, the axes, grid and legend."""
     _mark_missing(ax, study)
     ax.set(ylabel=ylabel, title=title)
@@ -113,7 +114,7 @@ def _finish(ax, study: Study, counts: list[int], ylabel: str, title: str) -> Non
     ax.legend(fontsize=7)
 
 
-def draw_throughput(ax, study: Study) -> None:
+def draw_throughput(ax, study: StudySummary) -> None:
     counts = _band_counts(study)
     base = study.baseline
     if base:
@@ -129,7 +130,7 @@ def draw_throughput(ax, study: Study) -> None:
     _finish(ax, study, counts, "training throughput (samples/s)", "Throughput")
 
 
-def draw_speedup(ax, study: Study) -> None:
+def draw_speedup(ax, study: StudySummary) -> None:
     counts = _band_counts(study)
     _draw_bands(ax, study, 1.0)
     for label, rows in _by_series(study).items():
@@ -145,9 +146,9 @@ def draw_speedup(ax, study: Study) -> None:
     _finish(ax, study, counts, "epoch-time speedup vs 1-device single (x)", "Speedup")
 
 
-def draw_efficiency(ax, study: Study) -> None:
+def draw_efficiency(ax, study: StudySummary) -> None:
     for label, rows in _by_series(study).items():
-        points = [(r.devices, r.efficiency * 100) for r in rows if r.efficiency is not None]
+        points = [(r.devices, percent(r.efficiency)) for r in rows if r.efficiency is not None]
         if points:
             ax.plot(*zip(*points, strict=True), marker="o", label=label, **_style(rows))
     ax.axhline(100, color="k", linestyle="--", alpha=0.5, label="ideal")
@@ -160,7 +161,7 @@ def _reach_label(r: Row, target: float) -> str:
     return f"\n{pct(target)} @ {r.time_to_target_s:.0f} s" if r.reached else f"\n{pct(target)} not reached"
 
 
-def draw_accuracy(ax, study: Study) -> None:
+def draw_accuracy(ax, study: StudySummary) -> None:
     """Final validation accuracy per configuration, and under each bar the training time it took to reach the
     target: the number that says whether more devices helped."""
     labels = [f"{r.label} x{r.devices}{_reach_label(r, study.goal.min_val_acc)}" for r in study.rows]
@@ -169,11 +170,11 @@ def draw_accuracy(ax, study: Study) -> None:
             ax.bar(i, 0, color="lightgrey")
             ax.text(i, 2, r.status, ha="center", va="bottom", rotation=90, color="dimgrey")
             continue
-        mid, low, high = (v * 100 for v in r.val_acc)
+        mid, low, high = (percent(v) for v in r.val_acc)
         ax.bar(i, mid, yerr=[[mid - low], [high - mid]], capsize=4, color=COLORS[r.mode], alpha=0.85)
         ax.text(i, mid + 1, f"{mid:.1f}%", ha="center", va="bottom", fontsize=8)
     claim = "" if study.accuracy_claimed else " (not claimed: recipe tuned for SimpleCNN)"
-    ax.axhline(study.goal.min_val_acc * 100, color="tab:red", linestyle=":",
+    ax.axhline(percent(study.goal.min_val_acc), color="tab:red", linestyle=":",
                label=f"target {pct(study.goal.min_val_acc)}{claim}")
     ax.set_xticks(range(len(labels)), labels, fontsize=8)
     ax.set(ylabel="final validation accuracy (%)", title="Validation accuracy", ylim=(0, 118))
@@ -182,7 +183,7 @@ def draw_accuracy(ax, study: Study) -> None:
     ax.legend(loc="upper right", fontsize=8)  # above 100%, where no bar reaches
 
 
-def render(study: Study, out: Path) -> list[Path]:
+def render(study: StudySummary, out: Path) -> list[Path]:
     """Write the four PNGs into `out`; returns their paths."""
     out.mkdir(parents=True, exist_ok=True)
     layouts = {
@@ -215,16 +216,16 @@ def render_comm(records: list[dict], out: Path) -> Path:
     for (devices, device_type, nodes), rec in sorted(newest.items()):
         rows = sorted((r for r in rec["rows"] if r["op"] == "all_reduce"), key=lambda r: r["bytes"])
         label = f"{devices} {device_type}" + (f" on {nodes} nodes" if nodes > 1 else "") + f" ({rec['backend']})"
-        line, = ax.plot([r["bytes"] for r in rows], [r["busbw_bytes_per_s"] / 1e9 for r in rows], marker=".",
+        line, = ax.plot([r["bytes"] for r in rows], [gb_per_s(r["busbw_bytes_per_s"]) for r in rows], marker=".",
                         label=f"all-reduce, {label}")
         for op, marker in (("broadcast", "^"), ("reduce", "v")):
             for r in (r for r in rec["rows"] if r["op"] == op):
-                ax.plot(r["bytes"], r["busbw_bytes_per_s"] / 1e9, marker=marker, color=line.get_color(),
+                ax.plot(r["bytes"], gb_per_s(r["busbw_bytes_per_s"]), marker=marker, color=line.get_color(),
                         linestyle="none", label=f"{op}, {label}")
         grad_bytes = rec["grad_bytes"]
     if grad_bytes:
         ax.axvline(grad_bytes, color="k", linestyle=":", alpha=0.6,
-                   label=f"model gradients ({grad_bytes / 2**20:.1f} MiB)")
+                   label=f"model gradients ({mib(grad_bytes):.1f} MiB)")
     ax.set_xscale("log", base=2)
     ax.set(xlabel="message size (bytes)", ylabel="bus bandwidth (GB/s)",
            title="Collective bandwidth (busbw = algbw x 2(n-1)/n for all-reduce)")
@@ -247,7 +248,7 @@ def render_compare(pairs, out: Path, title: str) -> Path:
             mid = statistics.median(values)
             ax.bar(i + offset, mid, width=0.38, color=color, label=name if i == 0 else None,
                    yerr=[[mid - min(values)], [max(values) - mid]], capsize=3)
-        ax.text(i, max(p.base_values + p.new_values) * 1.04, f"{p.verdict}\n{p.change:+.1%}", ha="center",
+        ax.text(i, max(p.base_values + p.new_values) * 1.04, f"{p.change_verdict}\n{p.change:+.1%}", ha="center",
                 fontsize=8)
     ax.set_xticks(range(len(pairs)), [f"{p.base.label} x{p.base.devices}" for p in pairs], fontsize=8)
     ax.set(ylabel="training throughput (samples/s)", title=textwrap.fill(title, 80))

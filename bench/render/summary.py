@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from bench.explain.bottleneck import BandPoint, Explanation, evidence_of, explain
 from bench.explain.goal import Goal, pct
 from bench.records.accuracy import time_to_accuracy
+from bench.records.units import gib, mib
 from mgpu_core.names import MODES
 
 
@@ -35,13 +36,17 @@ class Row:
     efficiency: float | None = None
     time_cut: float | None = None
     """Fraction by which the epoch time dropped against the baseline (negative: it grew)."""
-    verdict: str = ""
+    goal_verdict: str = ""
+    """Whether the goal was met: YES, baseline, no (with the reasons), or the status where it did not run."""
     note: str | None = None
     explanation: Explanation = field(default_factory=Explanation)
     variant: str = ""
     """The study axis values that set this series apart (e.g. 'sync-bn'); '' for the plain configuration."""
     tflops_per_device: float | None = None
     """Achieved TFLOP/s per device: FLOPs per training sample x samples/s per device (median over epochs)."""
+    mfu: float | None = None
+    """Model FLOPs utilization: achieved FLOP/s per device over the device's peak, a fraction (median over epochs;
+    None where the peak is unknown)."""
     peak_memory_bytes: int | None = None
     """The largest peak memory of any rank."""
     grad_accum: int = 1
@@ -55,7 +60,10 @@ class Row:
 
 
 @dataclass
-class Study:
+class StudySummary:
+    """A study read back from its records: the rows of its table and what it held fixed (the study id, a string, is
+    what its records share)."""
+
     rows: list[Row]
     device_type: str
     device_name: str
@@ -91,7 +99,7 @@ class Study:
         subset = f" ({self.train_samples:,}-sample subset)" if self.train_samples else ""
         model = "SimpleCNN" if self.model == "simplecnn" else self.model
         if self.parameters:
-            model += f" ({self.parameters / 1e6:.2f}M parameters, {self.gradient_bytes / 2**20:.1f} MiB gradients)"
+            model += f" ({self.parameters / 1e6:.2f}M parameters, {mib(self.gradient_bytes):.1f} MiB gradients)"
         workers = (", DataLoader workers restarted inside each timed epoch"
                    if self.pipeline == "dataloader" and not self.persistent_workers else "")
         return (f"{model} on {self.dataset}{subset}, {self.device_name} ({self.device_type}), batch "
@@ -136,7 +144,7 @@ def _spread(values: list[float]) -> tuple[float, float, float] | None:
     return (statistics.median(values), min(values), max(values)) if values else None
 
 
-def summarize(records: list[dict], goal: Goal, comm_records: list[dict] = ()) -> Study:
+def summarize(records: list[dict], goal: Goal, comm_records: list[dict] = ()) -> StudySummary:
     """The study's rows with speedups, goal verdicts and, with collective measurements, the scaling model's band
     and bottleneck verdicts."""
     records = _latest_per_key(records)
@@ -161,6 +169,7 @@ def summarize(records: list[dict], goal: Goal, comm_records: list[dict] = ()) ->
             time_to_target_s=statistics.median(reached) if reached else None, reached=len(reached),
             note=failures[-1]["error"] if failures else None, explanation=evidence_of(ok), variant=variant,
             tflops_per_device=_median([v for r in ok for v in r.get("tflops_per_device", [])]),
+            mfu=_median([v for r in ok for v in r.get("mfu", []) if v is not None]),
             peak_memory_bytes=max((m for r in ok for m in r.get("peak_memory_bytes", [])), default=None),
             grad_accum=group[-1]["train_config"].get("grad_accum", 1),
             comm_hook=group[-1]["train_config"].get("ddp_comm_hook", "none"),
@@ -170,7 +179,7 @@ def summarize(records: list[dict], goal: Goal, comm_records: list[dict] = ()) ->
     ok_records = [r for r in records if r["status"] == "ok"]
     sample = ok_records[-1] if ok_records else reference
     cfg = sample.get("train_config", {})
-    study = Study(rows=rows, device_type=sample.get("device_type", "?"),
+    study = StudySummary(rows=rows, device_type=sample.get("device_type", "?"),
                   device_name=sample.get("device_name") or "?",
                   dataset=(sample.get("dataset") or {}).get("name", cfg.get("dataset", "?")),
                   batch_per_device=sample.get("batch_per_device", 0), scaling=sample.get("scaling", "?"),
@@ -196,35 +205,35 @@ def json_key(value) -> str:
     return json.dumps(value, sort_keys=True)
 
 
-def _judge(study: Study) -> None:
+def _judge(study: StudySummary) -> None:
     base = study.baseline
     for row in study.rows:
         if row.epoch_time_s is None:
-            row.verdict = row.status
+            row.goal_verdict = row.status
             continue
         goal = study.goal
         accurate = row.val_acc[0] >= goal.min_val_acc or not study.accuracy_claimed
         if base is None:
-            row.verdict = "no baseline"
+            row.goal_verdict = "no baseline"
             continue
         row.speedup = base.epoch_time_s[0] / row.epoch_time_s[0]
         row.efficiency = row.speedup / row.devices
         row.time_cut = 1 - row.epoch_time_s[0] / base.epoch_time_s[0]
         if row is base:
-            row.verdict = "baseline" + ("" if accurate else f" (val < {pct(goal.min_val_acc)})")
+            row.goal_verdict = "baseline" + ("" if accurate else f" (val < {pct(goal.min_val_acc)})")
         elif row.time_cut >= goal.min_time_cut and accurate:
-            row.verdict = "YES" if study.accuracy_claimed else "time cut met (no accuracy target claimed)"
+            row.goal_verdict = "YES" if study.accuracy_claimed else "time cut met (no accuracy target claimed)"
         else:
             reasons = []
             if row.time_cut < goal.min_time_cut:
                 reasons.append(f"epoch {-row.time_cut:+.0%} (goal -{pct(goal.min_time_cut)})")
             if not accurate:
                 reasons.append(f"val {row.val_acc[0]:.1%} < {pct(goal.min_val_acc)}")
-            row.verdict = "no: " + ", ".join(reasons)
+            row.goal_verdict = "no: " + ", ".join(reasons)
 
 
-def markdown_table(study: Study) -> str:
-    peak = " | % of peak" if study.peak_tflops else ""
+def markdown_table(study: StudySummary) -> str:
+    peak = " | MFU" if study.peak_tflops else ""
     head = ("| devices | mode | status | epoch time s (median [min-max]) | samples/s | samples/s/device "
             f"| TFLOP/s/device{peak} | speedup | predicted [no overlap-overlap] | residual | efficiency | val acc "
             f"| time to {pct(study.goal.min_val_acc)} | goal met | bottleneck | peak memory |")
@@ -245,34 +254,34 @@ def markdown_table(study: Study) -> str:
         resid = "-" if e.residual is None else ("inside" if e.residual == 0 else f"{e.residual:+.0%}")
         tflops = f"{r.tflops_per_device:.3g}" if r.tflops_per_device else "-"
         if study.peak_tflops:
-            tflops += f" | {r.tflops_per_device / study.peak_tflops:.1%}" if r.tflops_per_device else " | -"
-        memory = f"{r.peak_memory_bytes / 2**30:.2f} GiB" if r.peak_memory_bytes else "-"
+            tflops += f" | {r.mfu:.1%}" if r.mfu is not None else " | -"
+        memory = f"{gib(r.peak_memory_bytes):.2f} GiB" if r.peak_memory_bytes else "-"
         where = f"{r.devices} {study.device_type}" + (f", {r.nodes} nodes" if r.nodes > 1 else "")
         lines.append(f"| {where} | {r.label} | {status} | {t} | {sps} | {per_dev} | {tflops} "
-                     f"| {speedup} | {predicted} | {resid} | {eff} | {acc} | {reach} | {r.verdict} "
+                     f"| {speedup} | {predicted} | {resid} | {eff} | {acc} | {reach} | {r.goal_verdict} "
                      f"| {e.bottleneck or '-'} | {memory} |")
     return "\n".join(lines)
 
 
-def goal_line(study: Study) -> str:
+def goal_line(study: StudySummary) -> str:
     return (f"Goal: epoch time cut by at least {pct(study.goal.min_time_cut)} against 1-device single, with "
             f"validation accuracy at least {pct(study.goal.min_val_acc)}"
             + ("" if study.accuracy_claimed else f" (not claimed here: the {study.recipe} recipe is tuned for "
                "SimpleCNN; the accuracy reached is shown, not judged)") + ".")
 
 
-def verdict_lines(study: Study) -> list[str]:
+def verdict_lines(study: StudySummary) -> list[str]:
     """One line per configuration: the goal verdict and the bottleneck with its evidence; failures with cause."""
     lines = []
     for r in study.rows:
         if r.note:
             lines.append(f"{r.label} x{r.devices}: {r.status}: {r.note}")
         elif r.explanation.bottleneck:
-            lines.append(f"{r.label} x{r.devices}: {r.verdict}; bottleneck: {r.explanation.bottleneck}")
+            lines.append(f"{r.label} x{r.devices}: {r.goal_verdict}; bottleneck: {r.explanation.bottleneck}")
     return lines
 
 
-def markdown_summary(study: Study, images: list[str]) -> str:
+def markdown_summary(study: StudySummary, images: list[str]) -> str:
     notes = [f"- {r.label} x{r.devices}: {r.status}: {r.note}" for r in study.rows if r.note]
     parts = [f"# Scaling study\n\n{study.title}.\n", *([study.topology + "\n"] if study.topology else []),
              goal_line(study) + "\n", markdown_table(study), "",

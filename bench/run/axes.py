@@ -1,56 +1,57 @@
 """The study's axes beside mode and device count: each a comma list on the sweep's command line, each value a
-separately labelled configuration of the modes it applies to (its own trials, table row and plot line)."""
+separately labelled configuration of the modes it applies to (its own trials, table row and plot line). An axis is
+declared once, as TrainConfig field metadata ("axis": the modes it varies in; "label": how a value reads); the
+Axes dataclass, its flags, the plan's variants, the labels and the records follow from it."""
 
 from __future__ import annotations
 
 import itertools
-import math
-from dataclasses import dataclass, field, fields
+import typing
+from dataclasses import field, fields, make_dataclass
 from typing import Literal
 
-from mgpu_core.config import DEFAULTS, MODE_ONLY, CommHook, ConfigError, FsdpWrap
-from mgpu_core.names import DISTRIBUTED_MODES
+from mgpu_core.cli_args import field_docs
+from mgpu_core.config import AXES, DEFAULTS, TrainConfig
 
 Switch = Literal["off", "on"]
-APPLIES_TO = {"grad_accum": DISTRIBUTED_MODES, **MODE_ONLY}
-"""Which modes each axis varies: accumulation where there is communication to save; each wrapper's own knobs."""
+"""A bool axis on the command line, e.g. off,on."""
+APPLIES_TO = AXES
+"""Which modes each axis varies (TrainConfig field metadata "axis")."""
 
 
-def _switch(name: str) -> tuple[str, ...]:
-    return ("on" if DEFAULTS[name] else "off",)
+def _axis_field(name: str, hint: object, doc: str) -> tuple[str, object, object]:
+    """(name, type, field) of the Axes field for TrainConfig's field `name`: a tuple of its values."""
+    if hint is bool:
+        item, default, example = Switch, ("on" if DEFAULTS[name] else "off",), "off,on"
+    else:
+        item, default = hint, (DEFAULTS[name],)
+        choices = typing.get_args(hint) if typing.get_origin(hint) is Literal else ()
+        example = ",".join(choices) if choices else f"{DEFAULTS[name]:g},{DEFAULTS[name] * 4:g}"
+    help_text = f"{doc} Varied in {' and '.join(AXES[name])}, e.g. {example}."
+    return name, tuple[item, ...], field(default=default, metadata={"help": help_text})
 
 
-@dataclass(frozen=True)
-class Axes:
-    sync_bn: tuple[Switch, ...] = field(default=_switch("sync_bn"))
-    """ddp: BatchNorm as SyncBatchNorm, e.g. off,on (CUDA only)."""
+def _check(self) -> None:
+    """Every value of every axis is a valid TrainConfig value (ConfigError naming the field otherwise)."""
+    for f in fields(self):
+        for value in getattr(self, f.name):
+            TrainConfig().for_mode(AXES[f.name][0], **{f.name: _train_value(f.name, value)})
 
-    grad_accum: tuple[int, ...] = (DEFAULTS["grad_accum"],)
-    """ddp and fsdp: micro-batches per optimizer step, e.g. 1,4."""
 
-    ddp_bucket_mb: tuple[float, ...] = (DEFAULTS["ddp_bucket_mb"],)
-    """ddp: bucket_cap_mb values, e.g. 1,25."""
+def _train_value(name: str, value: object) -> object:
+    return value == "on" if isinstance(DEFAULTS[name], bool) else value
 
-    ddp_static_graph: tuple[Switch, ...] = field(default=_switch("ddp_static_graph"))
-    """ddp: static_graph, e.g. off,on."""
 
-    ddp_grad_as_bucket_view: tuple[Switch, ...] = field(default=_switch("ddp_grad_as_bucket_view"))
-    """ddp: gradient_as_bucket_view, e.g. off,on."""
+def _variants(self, mode: str) -> list[tuple[tuple[str, object], ...]]:
+    """Every combination of the axes that apply to `mode`, as (field, TrainConfig value) pairs."""
+    names = [f.name for f in fields(self) if mode in AXES[f.name]]
+    values = [[_train_value(n, v) for v in getattr(self, n)] for n in names]
+    return [tuple(zip(names, combo, strict=True)) for combo in itertools.product(*values)]
 
-    ddp_comm_hook: tuple[CommHook, ...] = (DEFAULTS["ddp_comm_hook"],)
-    """ddp: gradient compression hooks, e.g. none,bf16,fp16,powersgd."""
 
-    fsdp_wrap: tuple[FsdpWrap, ...] = (DEFAULTS["fsdp_wrap"],)
-    """fsdp: sharding units, e.g. layer,model."""
-
-    def __post_init__(self) -> None:
-        if any(isinstance(k, bool) or k < 1 for k in self.grad_accum):
-            raise ConfigError(f"grad_accum: every value must be an integer >= 1 (got {self.grad_accum!r})")
-        if any(not (math.isfinite(b) and b > 0) for b in self.ddp_bucket_mb):
-            raise ConfigError(f"ddp_bucket_mb: every value must be > 0 (got {self.ddp_bucket_mb!r})")
-
-    def variants(self, mode: str) -> list[tuple[tuple[str, object], ...]]:
-        """Every combination of the axes that apply to `mode`, as (field, TrainConfig value) pairs."""
-        names = [f.name for f in fields(self) if mode in APPLIES_TO[f.name]]
-        values = [[v == "on" if isinstance(DEFAULTS[n], bool) else v for v in getattr(self, n)] for n in names]
-        return [tuple(zip(names, combo, strict=True)) for combo in itertools.product(*values)]
+_HINTS = typing.get_type_hints(TrainConfig)
+_DOCS = field_docs(TrainConfig)
+Axes = make_dataclass(
+    "Axes", [_axis_field(name, _HINTS[name], _DOCS.get(name, "")) for name in AXES], frozen=True,
+    namespace={"__post_init__": _check, "variants": _variants, "__module__": __name__,
+               "__doc__": "The axes of a study: one tuple of TrainConfig values per axis (bool axes as off/on)."})

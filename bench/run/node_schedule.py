@@ -26,7 +26,8 @@ class NodeScheduleError(RuntimeError):
 
 
 @dataclass(frozen=True)
-class Step:
+class Launch:
+    """One launch of a process tree that spans nodes (never an optimizer step)."""
     name: str
     """What node 0 launches: a configuration's key, or "comm:" + the key for the collectives before it."""
     within_s: float
@@ -46,19 +47,19 @@ class NodeSchedule:
                                     f"{_first_line(exc)}") from None
 
     # node 0
-    def publish(self, steps: list[Step]) -> None:
-        self.store.set("steps", json.dumps([[s.name, s.within_s] for s in steps]))
+    def publish(self, launches: list[Launch]) -> None:
+        self.store.set("launches", json.dumps([[s.name, s.within_s] for s in launches]))
 
     def go(self, n: int) -> None:
         self.store.set(f"go/{n}", "")
 
     # the other nodes
-    def steps(self) -> list[Step]:
-        self._wait("steps", self.timeout_s, "publish its plan")
-        return [Step(name, within_s) for name, within_s in json.loads(self.store.get("steps"))]
+    def launches(self) -> list[Launch]:
+        self._wait("launches", self.timeout_s, "publish its plan")
+        return [Launch(name, within_s) for name, within_s in json.loads(self.store.get("launches"))]
 
-    def wait_go(self, n: int, step: Step) -> None:
-        self._wait(f"go/{n}", step.within_s, f"start {step.name}")
+    def wait_go(self, n: int, launch: Launch) -> None:
+        self._wait(f"go/{n}", launch.within_s, f"start {launch.name}")
 
     def _wait(self, key: str, within_s: float, what: str) -> None:
         try:

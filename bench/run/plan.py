@@ -1,37 +1,74 @@
-"""Which configurations a sweep runs, which it skips, and why."""
+"""Which configurations a sweep runs, which it skips, and why: one Cell per configuration-trial, computed once here
+and used by every later step (launch, record, resume, the node schedule)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from bench.records.results import config_key, study_id, variant_label
+from bench.records.study import Scaling, device_batch
 from bench.run.axes import Axes
-from bench.run.nodes import span_skip
+from bench.run.nodes import nodes_needed, span_skip
+from mgpu_core.config import DEFAULTS, ConfigError, TrainConfig
 from mgpu_core.names import DISTRIBUTED_MODES, MODES
 
 NO_AXES = Axes()
 """Every axis at its single default value."""
 
+Variant = tuple[tuple[str, object], ...]
+"""The axis values of one configuration, as (TrainConfig field, value) pairs."""
+
 
 @dataclass(frozen=True)
-class Planned:
+class PlanInput:
+    """What a plan is made from: the study's template and its axes, and the machine(s) it runs on."""
+
+    base: TrainConfig
+    """The training settings every configuration shares (mode, devices, batch split, seed and variant are set per
+    configuration)."""
+    device_type: str
+    """cuda or cpu: what a device count counts."""
+    counts: tuple[int, ...] = (1,)
+    """Device counts to sweep."""
+    modes: tuple[str, ...] = ("single",)
+    trials: int = 1
+    scaling: Scaling = "weak"
+    axes: Axes = NO_AXES
+    visible_gpus: int = 0
+    """CUDA devices visible on this node (0: a count is a number of CPU processes)."""
+    cores: int = 1
+    """CPU cores usable on this node."""
+    nnodes: int = 1
+    per_node: int | None = None
+    """Devices (processes) per node (default: the visible GPUs, else the usable cores)."""
+
+    @property
+    def node_devices(self) -> int:
+        return self.per_node or self.visible_gpus or self.cores
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One configuration-trial of a study, as the plan computed it."""
+
     mode: str
     devices: int
     trial: int
-    skip: str | None = None
+    variant: Variant
+    skip: str | None
     """Why this configuration is not run, or None."""
-    variant: tuple[tuple[str, object], ...] = ()
-    """The axis values of this configuration (TrainConfig field, value)."""
-    variant_label: str = ""
-
-    @property
-    def label(self) -> str:
-        return f"{self.mode}{' ' + self.variant_label if self.variant_label else ''} x{self.devices}"
-
-    @property
-    def stem(self) -> str:
-        """A file-name-safe name of this configuration-trial."""
-        words = self.label.replace(" ", "-").replace(".", "p")
-        return f"{words}-trial{self.trial}"
+    config: TrainConfig
+    """What the child trains: its mode, its share of the batch, the trial's seed (base seed + trial), the variant."""
+    key: str
+    """Identifies the configuration-trial within its study (bench.records.results.config_key), for --resume."""
+    study_id: str
+    """The study it belongs to (bench.records.results.study_id)."""
+    label: str
+    """How it reads in tables and progress lines, e.g. 'ddp accum 4 x2'."""
+    stem: str
+    """A file-name-safe name of the configuration-trial, e.g. 'ddp-accum-4-x2-trial0'."""
+    nodes: int = 1
+    """How many nodes it runs on (1: node 0 alone)."""
 
 
 def default_counts(visible_gpus: int, cores: int) -> tuple[int, ...]:
@@ -44,25 +81,44 @@ def default_counts(visible_gpus: int, cores: int) -> tuple[int, ...]:
     return tuple(counts)
 
 
-def plan(counts: tuple[int, ...], modes: tuple[str, ...], trials: int, visible_gpus: int, cores: int,
-         batch_size: int, global_batch: bool, axes: Axes = NO_AXES, label=lambda mode, variant: "",
-         nnodes: int = 1, per_node: int | None = None) -> list[Planned]:
+def plan(given: PlanInput) -> list[Cell]:
     """Trials outermost, so slow drift of a shared machine spreads over all configurations alike. single runs on
-    one device only (the baseline), whatever the counts; every axis value of a mode is its own configuration
-    (`label` names a variant). With several nodes of `per_node` devices, ddp and fsdp counts beyond one node span
-    nodes."""
-    entries = []
-    for trial in range(trials):
-        for n in sorted(set(counts) | ({1} if "single" in modes else set())):
-            for mode in (m for m in MODES if m in modes):
+    one device only (the baseline), whatever the counts; every axis value of a mode is its own configuration. With
+    several nodes of `per_node` devices, ddp and fsdp counts beyond one node span nodes."""
+    cells = []
+    for trial in range(given.trials):
+        for n in sorted(set(given.counts) | ({1} if "single" in given.modes else set())):
+            for mode in (m for m in MODES if m in given.modes):
                 if mode == "single" and n != 1:
                     continue
-                for variant in axes.variants(mode):
-                    spans = nnodes > 1 and mode in DISTRIBUTED_MODES  # beyond one node, the other nodes count
-                    too_many = span_skip(n, per_node or 1, nnodes) if spans else _one_node(n, visible_gpus, cores)
-                    reason = _skip_reason(mode, n, visible_gpus, batch_size, global_batch, dict(variant), too_many)
-                    entries.append(Planned(mode, n, trial, reason, variant, label(mode, variant)))
-    return entries
+                for variant in given.axes.variants(mode):
+                    cells.append(make_cell(given, mode, n, trial, variant))
+    return cells
+
+
+def make_cell(given: PlanInput, mode: str, devices: int, trial: int, variant: Variant = ()) -> Cell:
+    """The one Cell of (mode, devices, trial, variant) in the study `given` describes."""
+    spans = given.nnodes > 1 and mode in DISTRIBUTED_MODES  # beyond one node, the other nodes count
+    too_many = (span_skip(devices, given.node_devices, given.nnodes) if spans
+                else _one_node(devices, given.visible_gpus, given.cores))
+    skip = _skip_reason(mode, devices, given, dict(variant), too_many)
+    changes = {"dp_gpus": devices if mode == "dp" else 1,
+               "batch_size": device_batch(given.base.batch_size, devices, given.scaling),
+               "seed": given.base.seed + trial, **dict(variant)}
+    try:
+        config = given.base.for_mode(mode, **changes)
+    except ConfigError:
+        if skip is None:
+            raise
+        # A configuration skipped for its device (dp on a CPU) may contradict an explicit --device; its record
+        # still needs the settings it would have run with.
+        config = given.base.for_mode(mode, **changes, device=DEFAULTS["device"])
+    label = f"{mode}{' ' + v if (v := variant_label(config)) else ''} x{devices}"
+    return Cell(mode=mode, devices=devices, trial=trial, variant=variant, skip=skip, config=config,
+                key=config_key(config, devices, trial, given.scaling, given.device_type),
+                study_id=study_id(config, devices, given.scaling, given.device_type), label=label,
+                stem=f"{label.replace(' ', '-').replace('.', 'p')}-trial{trial}",
+                nodes=nodes_needed(devices, given.node_devices) if mode in DISTRIBUTED_MODES else 1)
 
 
 def _one_node(n: int, visible_gpus: int, cores: int) -> str | None:
@@ -74,14 +130,13 @@ def _one_node(n: int, visible_gpus: int, cores: int) -> str | None:
     return None
 
 
-def _skip_reason(mode: str, n: int, visible_gpus: int, batch_size: int, global_batch: bool, variant: dict,
-                 too_many: str | None) -> str | None:
-    if mode == "dp" and visible_gpus == 0:
+def _skip_reason(mode: str, n: int, given: PlanInput, variant: dict, too_many: str | None) -> str | None:
+    if mode == "dp" and given.visible_gpus == 0:
         return "dp needs CUDA devices; none visible"
-    if variant.get("sync_bn") and visible_gpus == 0:
+    if variant.get("sync_bn") and given.visible_gpus == 0:
         return "sync-bn needs CUDA devices (torch has no CPU kernel for SyncBatchNorm)"
     if too_many:
         return too_many
-    if global_batch and batch_size % n:
-        return f"global batch {batch_size} does not split evenly over {n} devices"
+    if given.scaling == "strong" and given.base.batch_size % n:
+        return f"global batch {given.base.batch_size} does not split evenly over {n} devices"
     return None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from bench.records.study import SCALINGS, Scaling
 from mgpu_core.config import ConfigError
 from mgpu_core.names import CLASSIC_MODES, Mode
 
@@ -39,8 +40,10 @@ class SweepConfig:
     """Largest all-reduce of the collective benchmark's size sweep (4 KiB doubling up to it, plus the model's
     gradient size and DDP's bucket size)."""
 
-    global_batch: bool = False
-    """Strong scaling: --batch-size is the global batch, split over the devices (default: weak scaling, per device)."""
+    scaling: Scaling = "weak"
+    """weak: --batch-size is per device, the global batch grows with the devices (the classic experiment); strong:
+    --batch-size is the global batch, split over the devices (--global-batch is the older name of --scaling
+    strong)."""
 
     def __post_init__(self) -> None:
         if self.gpus is not None:
@@ -56,5 +59,7 @@ class SweepConfig:
             raise ConfigError(f"timeout: must be a finite number of seconds > 0 (got {self.timeout})")
         if isinstance(self.comm_max_bytes, bool) or self.comm_max_bytes < 4096:
             raise ConfigError(f"comm_max_bytes: must be an integer >= 4096 (got {self.comm_max_bytes!r})")
+        if self.scaling not in SCALINGS:
+            raise ConfigError(f"scaling: must be one of {', '.join(SCALINGS)} (got {self.scaling!r})")
         if not self.out.strip():
             raise ConfigError("out: must name a folder (got '')")

@@ -96,7 +96,7 @@ def test_results_of_another_schema_version_are_refused(tmp_path):
     (tmp_path / "results.jsonl").write_text(json.dumps(old) + "\n")
     proc = sweep(tmp_path, "--gpus", "1", *TINY, "--resume", timeout=120)
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
-    assert "results.jsonl:1: results schema version 1, this harness reads 2" in proc.stderr
+    assert "results.jsonl:1: results schema version 1, this harness reads 3" in proc.stderr
     report = subprocess.run([sys.executable, "-m", "bench.report", str(tmp_path / "results.jsonl")],
                             capture_output=True, text=True, timeout=120)
     assert report.returncode == 2 and "schema version 1" in report.stderr

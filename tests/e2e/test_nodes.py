@@ -14,9 +14,9 @@ from helpers import TRAIN_TINY, sweep
 
 from bench.explain.goal import Goal
 from bench.records.results import read_records
-from bench.run.node_schedule import NodeSchedule, NodeScheduleError, Step
+from bench.run.node_schedule import Launch, NodeSchedule, NodeScheduleError
 from bench.run.nodes import Nodes, rendezvous, span_skip
-from bench.run.plan import plan
+from bench.run.plan import PlanInput, plan
 from bench.run.sweep import Sweep
 from bench.run.sweep_config import SweepConfig
 from mgpu_core.config import TrainConfig
@@ -76,8 +76,7 @@ def node_command(hosts, rank: int, out, *args: str) -> list[str]:
 
 
 def test_plan_and_rendezvous_across_nodes():
-    entries = plan((1, 2, 4), ("single", "ddp"), 1, visible_gpus=0, cores=1, batch_size=128, global_batch=False,
-                   nnodes=2, per_node=1)
+    entries = plan(PlanInput(TrainConfig(), "cpu", (1, 2, 4), ("single", "ddp"), cores=1, nnodes=2, per_node=1))
     assert {e.label: e.skip for e in entries} == {"single x1": None, "ddp x1": None, "ddp x2": None,
                                                  "ddp x4": "4 devices need 4 nodes of 1; 2 taking part"}
     assert span_skip(3, 2, 2) == "3 devices do not fill whole nodes of 2"
@@ -91,25 +90,25 @@ def test_plan_and_rendezvous_across_nodes():
 
 
 def _runner(tmp_path, node_rank: int, endpoint: str, trials: int = 2) -> tuple[Sweep, list]:
-    runner = Sweep(SweepConfig(trials=trials, timeout=100), Goal(), TrainConfig(dataset="synthetic"), "cpu", tmp_path,
-                   [], Nodes(2, node_rank, endpoint), per_node=1)
-    entries = plan((1, 2), ("single", "ddp"), trials, visible_gpus=0, cores=1, batch_size=128, global_batch=False,
-                   nnodes=2, per_node=1)
-    runner.index = {entry: i for i, entry in enumerate(entries)}
+    base = TrainConfig(dataset="synthetic")
+    runner = Sweep(SweepConfig(trials=trials, timeout=100), Goal(), base, "cpu", tmp_path, [],
+                   Nodes(2, node_rank, endpoint), per_node=1)
+    entries = plan(PlanInput(base, "cpu", (1, 2), ("single", "ddp"), trials, cores=1, nnodes=2, per_node=1))
+    runner.index = {entry.key: i for i, entry in enumerate(entries)}
     return runner, entries
 
 
 def test_node_zero_lists_what_spans_nodes_with_how_long_it_may_take_to_get_there(tmp_path):
     runner, entries = _runner(tmp_path, 0, "10.0.0.1:29400")
-    steps = runner.steps(entries, done={runner.key(entries[0])})  # single x1 trial 0 done already (--resume)
-    assert [(kind, e.label, e.trial) for kind, e in steps] == [
+    actions = runner.actions(entries, done={entries[0].key})  # single x1 trial 0 done already (--resume)
+    assert [(kind, e.label, e.trial) for kind, e in actions] == [
         ("done", "single x1", 0), ("train", "ddp x1", 0), ("comm", "ddp x2", 0), ("train", "ddp x2", 0),
         ("train", "single x1", 1), ("train", "ddp x1", 1), ("train", "ddp x2", 1)]
     ddp2 = [e for e in entries if e.label == "ddp x2"]
     # each launch of node 0's own ends within --timeout (100 s) + 30 s; a minute of start-up on top
-    assert runner.node_steps(steps) == [Step("comm:" + runner.key(ddp2[0]), 1 * 130 + 60),
-                                        Step(runner.key(ddp2[0]), 1 * 130 + 60),  # after the collectives
-                                        Step(runner.key(ddp2[1]), 3 * 130 + 60)]  # ddp x2, single, ddp x1
+    assert runner.spanning_launches(actions) == [Launch("comm:" + ddp2[0].key, 1 * 130 + 60),
+                                                 Launch(ddp2[0].key, 1 * 130 + 60),  # after the collectives
+                                                 Launch(ddp2[1].key, 3 * 130 + 60)]  # ddp x2, single, ddp x1
 
 
 def test_the_other_nodes_follow_node_zero_and_stop_in_one_line_when_it_is_gone(tmp_path):
@@ -117,18 +116,18 @@ def test_the_other_nodes_follow_node_zero_and_stop_in_one_line_when_it_is_gone(t
     endpoint = f"127.0.0.1:{host.store.port}"
     runner, entries = _runner(tmp_path, 1, endpoint)
     follower = NodeSchedule(runner.nodes, timeout_s=30)
-    host.publish([Step("comm:x", 5.0), Step("y", 0.5)])
-    assert follower.steps() == [Step("comm:x", 5.0), Step("y", 0.5)]
+    host.publish([Launch("comm:x", 5.0), Launch("y", 0.5)])
+    assert follower.launches() == [Launch("comm:x", 5.0), Launch("y", 0.5)]
     host.go(0)
-    follower.wait_go(0, Step("comm:x", 5.0))
+    follower.wait_go(0, Launch("comm:x", 5.0))
     with pytest.raises(NodeScheduleError, match=r"node 0 did not start y within 0 s \(lost\?\)"):
-        follower.wait_go(1, Step("y", 0.5))
+        follower.wait_go(1, Launch("y", 0.5))
     with pytest.raises(NodeScheduleError, match="which this node's plan lacks: run the same command"):
         runner._take_part(entries, follower)  # node 0's list names launches this node's plan does not have
     del host  # node 0 gone: the wait ends now, not when its bound has passed
     started = time.monotonic()
     with pytest.raises(NodeScheduleError, match="node 0 did not start y within 600 s"):
-        follower.wait_go(1, Step("y", 600))
+        follower.wait_go(1, Launch("y", 600))
     assert time.monotonic() - started < 60
     with pytest.raises(NodeScheduleError, match=f"cannot reach node 0's study store at {endpoint}: .*timed out"):
         NodeSchedule(runner.nodes, timeout_s=1)

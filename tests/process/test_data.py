@@ -194,3 +194,30 @@ def test_synthetic_is_learnable_but_not_trivial():
     assert max(accuracies) > 0.6
 
 
+
+
+def test_locating_the_data_checks_it_as_loading_does_without_handing_back_arrays(tmp_path, monkeypatch):
+    from mgpu_core import datasets
+    from mgpu_core.datasets import DataLocation, locate_dataset
+    monkeypatch.setattr(datasets, "DEFAULT_HOME", tmp_path / "home")
+    assert locate_dataset(TrainConfig(dataset="synthetic")) == DataLocation("synthetic", None)
+    notices = []
+    assert locate_dataset(TrainConfig(download=False), notice=notices.append).name == "synthetic"
+    assert "using the synthetic set" in notices[0]
+    write_official(tmp_path / "official")
+    assert locate_dataset(TrainConfig(dataset="cifar10", data_dir=str(tmp_path / "official"))) == DataLocation(
+        "cifar10", tmp_path / "official" / "cifar-10-batches-py")
+    (tmp_path / "official" / "cifar-10-batches-py" / "test_batch").write_bytes(b"\x80\x04 cut")
+    for load in (locate_dataset, load_dataset):  # the same one-line error either way
+        with pytest.raises(DataError, match="test_batch: unreadable CIFAR-10 batch file"):
+            load(TrainConfig(dataset="cifar10", data_dir=str(tmp_path / "official")))
+    write_tree(tmp_path / "tree", per_class=1)
+    cfg = TrainConfig(dataset="cifar10", data_dir=str(tmp_path / "tree"), cache_dir=str(tmp_path / "cache"))
+    assert locate_dataset(cfg) == DataLocation("cifar10", tmp_path / "tree")
+    [cached] = (tmp_path / "cache").glob("cifar10-*.npz")  # decoded once, into the cache every reader loads
+    before = cached.stat().st_mtime_ns
+    assert locate_dataset(cfg).source == tmp_path / "tree" and cached.stat().st_mtime_ns == before
+    assert load_dataset(cfg).train_x.shape == (10, 32, 32, 3)
+    (tmp_path / "tree" / "train" / "cat" / "0000.png").write_bytes(b"broken")
+    with pytest.raises(DataError, match="train/cat/0000.png: unreadable image"):
+        locate_dataset(cfg)

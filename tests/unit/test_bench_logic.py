@@ -7,27 +7,50 @@ import pytest
 from helpers import fake_result, record
 
 from bench.explain.goal import Goal
-from bench.records.results import append_record, read_records
+from bench.records.results import append_record, config_key, make_record, read_records, study_id
 from bench.render.summary import markdown_summary, markdown_table, select_study, summarize
-from bench.run.plan import default_counts, plan
+from bench.run.axes import Axes
+from bench.run.plan import PlanInput, default_counts, make_cell, plan
 from bench.run.sweep_config import SweepConfig
 from mgpu_core.cli_args import add_config_arguments, config_to_argv
 from mgpu_core.config import ConfigError, TrainConfig
 
 
 def test_plan_skips_with_reasons_and_single_only_at_one():
-    entries = plan((1, 2, 4), ("single", "dp", "ddp"), trials=2, visible_gpus=2, cores=16, batch_size=128,
-                   global_batch=False)
+    base = TrainConfig(batch_size=128)
+    entries = plan(PlanInput(base, "cuda", (1, 2, 4), ("single", "dp", "ddp"), trials=2, visible_gpus=2, cores=16))
     labels = [(e.label, e.trial, e.skip) for e in entries]
     assert labels[:5] == [("single x1", 0, None), ("dp x1", 0, None), ("ddp x1", 0, None), ("dp x2", 0, None),
                           ("ddp x2", 0, None)]
     assert ("dp x4", 0, "4 GPUs requested, 2 visible") in labels
     assert [e.trial for e in entries] == [0] * 7 + [1] * 7  # trials outermost
-    cpu = plan((1, 2, 4), ("single", "dp", "ddp"), 1, visible_gpus=0, cores=2, batch_size=128, global_batch=False)
+    cpu = plan(PlanInput(base, "cpu", (1, 2, 4), ("single", "dp", "ddp"), visible_gpus=0, cores=2))
     assert {e.label: e.skip for e in cpu}["dp x1"].startswith("dp needs CUDA")
     assert {e.label: e.skip for e in cpu}["ddp x4"] == "4 CPU processes requested, 2 cores usable"
-    strong = plan((3,), ("ddp",), 1, visible_gpus=4, cores=8, batch_size=128, global_batch=True)
+    strong = plan(PlanInput(base, "cuda", (3,), ("ddp",), scaling="strong", visible_gpus=4, cores=8))
     assert "does not split evenly" in strong[0].skip
+    explicit_cpu = plan(PlanInput(TrainConfig(device="cpu"), "cpu", (1,), ("dp",), cores=2))
+    assert explicit_cpu[0].skip.startswith("dp needs CUDA")  # planned and recorded as skipped, not a crash
+
+
+def test_a_cell_holds_what_every_later_step_uses_computed_once():
+    base = TrainConfig(batch_size=128, seed=5)
+    given = PlanInput(base, "cuda", (1, 2), ("single", "ddp"), trials=2, scaling="strong", visible_gpus=2, cores=8,
+                      axes=Axes(grad_accum=(1, 4)))
+    cells = plan(given)
+    cell = next(c for c in cells if c.mode == "ddp" and c.devices == 2 and c.trial == 1
+                and dict(c.variant)["grad_accum"] == 4)
+    assert cell.skip is None
+    assert cell.config == base.for_mode("ddp", batch_size=64, seed=6, grad_accum=4)  # its share, the trial's seed
+    assert cell.label == "ddp accum 4 x2" and cell.stem == "ddp-accum-4-x2-trial1" and cell.nodes == 1
+    assert cell.key == config_key(cell.config, 2, 1, "strong", "cuda")
+    assert {c.study_id for c in cells} == {study_id(base, 1, "strong", "cuda")}  # one study, all modes and variants
+    assert len({c.key for c in cells}) == len(cells)  # and a key of its own per configuration-trial
+    assert make_cell(given, "ddp", 2, 1, cell.variant) == cell
+    record = make_record(cfg=cell.config, devices=2, trial=1, scaling="strong", device_type="cuda", status="skipped",
+                         provenance={}, target_val_acc=0.8)
+    assert (record["key"], record["study"], record["variant"]) == (cell.key, cell.study_id, "accum 4")
+    assert record["global_batch"] == 64 * 2 * 4
 
 
 def test_default_counts():
@@ -40,7 +63,7 @@ def test_default_counts():
 @pytest.mark.parametrize("overrides, field", [
     ({"gpus": (0,)}, "gpus"), ({"gpus": (2, 2)}, "gpus"), ({"gpus": ()}, "gpus"), ({"trials": 0}, "trials"),
     ({"timeout": 0}, "timeout"), ({"timeout": float("inf")}, "timeout"), ({"modes": ("ddp", "ddp")}, "modes"),
-    ({"out": ""}, "out")])
+    ({"out": ""}, "out"), ({"scaling": "global"}, "scaling")])
 def test_sweep_config_rejects(overrides, field):
     with pytest.raises(ConfigError, match=f"^{field}: "):
         SweepConfig(**overrides)
@@ -78,11 +101,11 @@ def test_speedup_efficiency_and_verdicts():
     study = summarize(records, Goal(min_time_cut=0.40, min_val_acc=0.78))
     rows = {(r.mode, r.devices): r for r in study.rows}
     assert [(r.mode, r.devices) for r in study.rows] == [("single", 1), ("dp", 2), ("ddp", 2), ("dp", 4), ("ddp", 4)]
-    assert rows["single", 1].epoch_time_s == (11.0, 10.0, 12.0) and rows["single", 1].verdict == "baseline"
+    assert rows["single", 1].epoch_time_s == (11.0, 10.0, 12.0) and rows["single", 1].goal_verdict == "baseline"
     assert rows["ddp", 2].speedup == pytest.approx(2.0) and rows["ddp", 2].efficiency == pytest.approx(1.0)
-    assert rows["ddp", 2].verdict == "YES"
-    assert rows["dp", 2].verdict.startswith("no: epoch -27%")
-    assert "val 70.0% < 78%" in rows["ddp", 4].verdict
+    assert rows["ddp", 2].goal_verdict == "YES"
+    assert rows["dp", 2].goal_verdict.startswith("no: epoch -27%")
+    assert "val 70.0% < 78%" in rows["ddp", 4].goal_verdict
     assert rows["dp", 4].status == "failed" and rows["dp", 4].note == "rank 1: RuntimeError: boom"
     assert rows["ddp", 2].samples_per_s_per_device == pytest.approx((1000 / 5 + 1000 / 6) / 2 / 2)  # median of epochs
 
@@ -189,7 +212,7 @@ def test_no_accuracy_target_is_claimed_for_a_model_the_recipe_was_not_tuned_for(
                                                                               model="resnet18")]
     study = summarize(records, Goal())
     assert not study.accuracy_claimed and study.title.startswith("resnet18 (2.12M parameters")
-    assert [r.verdict for r in study.rows] == ["baseline", "time cut met (no accuracy target claimed)"]
+    assert [r.goal_verdict for r in study.rows] == ["baseline", "time cut met (no accuracy target claimed)"]
     assert "not claimed here: the reference recipe is tuned for SimpleCNN" in markdown_summary(study, [])
 
 
@@ -209,3 +232,13 @@ def test_profile_divides_by_the_steps_that_ran():
     text = table([("data", 10.0, 0.0)], wall_s=0.2, steps=4, title="t", asked=30)
     assert "4 steps (of 30 asked: the epoch holds no more) in 0.200 s wall (50.0 ms/step)" in text
     assert "| data | 10.0 | 2.50 |" in text
+
+
+def test_scaling_is_weak_or_strong_and_global_batch_is_its_older_name():
+    from bench.scaling import build_parser
+    parser = build_parser()
+    assert parser.parse_args([]).scaling == "weak"
+    assert parser.parse_args(["--scaling", "strong"]).scaling == parser.parse_args(["--global-batch"]).scaling
+    assert SweepConfig(scaling="strong").scaling == "strong"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--scaling", "global"])

@@ -100,3 +100,22 @@ def test_report_html_renders_in_a_real_browser_with_every_image_loaded(tmp_path)
         finally:
             viewer.close()
     assert (tmp_path / "report-1366.png").stat().st_size > 10_000
+
+
+def test_an_a_a_pair_of_identical_studies_differs_in_no_setting(tmp_path, capsys):
+    """The settings that do not split a study (mode, variant, seed, where data live) are one definition: whichever
+    configuration is newest on each side, two identical studies show no 'settings differ'."""
+    accum = ("ddp", {"grad_accum": 4, "ddp_bucket_mb": 1.0})
+    sides = []
+    for name, order in (("a", ("single", accum, "ddp", "fsdp")), ("b", ("single", "fsdp", "ddp", accum))):
+        folder = tmp_path / name
+        folder.mkdir()
+        for mode in order:
+            mode, variant = mode if isinstance(mode, tuple) else (mode, {})
+            for trial in range(2):
+                append_record(folder / "results.jsonl", record(mode, 1 if mode == "single" else 2,
+                                                               [10.0, 10.1, 9.9], trial=trial, **variant))
+        sides.append(folder)  # newest: fsdp (no fused optimizer) on one side, ddp with accumulation on the other
+    assert compare_main([str(sides[0]), str(sides[1]), "--out", str(tmp_path / "aa")]) == 0
+    out = capsys.readouterr().out
+    assert "settings differ" not in out and "0 faster, 0 slower, 4 no change" in out

@@ -14,14 +14,15 @@ from bench.explain.scaling_model import (
     UNEXPLAINED_RESIDUAL,
     CommPoint,
     Evidence,
+    bottleneck_of,
     collective_time,
     extrapolate,
     residual,
     speedup_band,
     step_band,
     straggler,
-    verdict,
 )
+from bench.records.comm import comm_record as make_comm_record
 from bench.render.summary import markdown_table, summarize
 from mgpu_core.bandwidth import algbw, bus_factor, busbw
 
@@ -78,7 +79,7 @@ def evidence(**overrides):
     ({"band": None, "residual": None}, "no collective measurement to explain it"),
 ])
 def test_each_verdict_and_its_trigger(overrides, start):
-    assert verdict(evidence(**overrides)).startswith(start)
+    assert bottleneck_of(evidence(**overrides)).startswith(start)
 
 
 def test_straggler_needs_two_ranks_and_the_spread():
@@ -91,9 +92,10 @@ def comm_record(devices, compute_s, allreduce_s, grad=8_000_000, batch=128, time
     rows = [{"op": "all_reduce", "bytes": grad, "time_s": allreduce_s,
              "busbw_bytes_per_s": busbw("all_reduce", grad, allreduce_s, devices)},
             {"op": "all_reduce", "bytes": 4096, "time_s": 1e-4, "busbw_bytes_per_s": 1.0}]
-    return {"kind": "comm", "devices": devices, "device_type": "cuda", "backend": "nccl", "precision": "fp32",
-            "batch_per_device": batch, "grad_bytes": grad, "bucket_bytes": 25 * 2**20, "compute_step_s": compute_s,
-            "rows": rows, "provenance": {"timestamp": timestamp}}
+    measured = {"devices": devices, "backend": "nccl", "device_type": "cuda", "threads": 4, "nodes": 1,  # measure()'s
+                "grad_bytes": grad, "bucket_bytes": 25 * 2**20, "model": "simplecnn", "image_size": 32,
+                "batch_per_device": batch, "precision": "fp32", "compute_step_s": compute_s, "rows": rows}
+    return make_comm_record(measured, provenance={"timestamp": timestamp})
 
 
 def test_summary_explains_rows_with_the_band_and_extrapolates():
