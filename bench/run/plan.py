@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from bench.run.axes import Axes
 from bench.run.nodes import span_skip
-from mgpu_core.names import DISTRIBUTED_MODES, MODES
+from mgpu_core.names import BATCHNORM_FREE, DISTRIBUTED_MODES, MODES
 
 NO_AXES = Axes()
 """Every axis at its single default value."""
@@ -46,11 +46,11 @@ def default_counts(visible_gpus: int, cores: int) -> tuple[int, ...]:
 
 def plan(counts: tuple[int, ...], modes: tuple[str, ...], trials: int, visible_gpus: int, cores: int,
          batch_size: int, global_batch: bool, axes: Axes = NO_AXES, label=lambda mode, variant: "",
-         nnodes: int = 1, per_node: int | None = None) -> list[Planned]:
+         nnodes: int = 1, per_node: int | None = None, model: str = "simplecnn") -> list[Planned]:
     """Trials outermost, so slow drift of a shared machine spreads over all configurations alike. single runs on
     one device only (the baseline), whatever the counts; every axis value of a mode is its own configuration
     (`label` names a variant). With several nodes of `per_node` devices, ddp and fsdp counts beyond one node span
-    nodes."""
+    nodes. sync-bn of a `model` without BatchNorm is skipped (it would be plain ddp under another label)."""
     entries = []
     for trial in range(trials):
         for n in sorted(set(counts) | ({1} if "single" in modes else set())):
@@ -60,7 +60,8 @@ def plan(counts: tuple[int, ...], modes: tuple[str, ...], trials: int, visible_g
                 for variant in axes.variants(mode):
                     spans = nnodes > 1 and mode in DISTRIBUTED_MODES  # beyond one node, the other nodes count
                     too_many = span_skip(n, per_node or 1, nnodes) if spans else _one_node(n, visible_gpus, cores)
-                    reason = _skip_reason(mode, n, visible_gpus, batch_size, global_batch, dict(variant), too_many)
+                    reason = _skip_reason(mode, n, visible_gpus, batch_size, global_batch, dict(variant), too_many,
+                                          model)
                     entries.append(Planned(mode, n, trial, reason, variant, label(mode, variant)))
     return entries
 
@@ -75,7 +76,9 @@ def _one_node(n: int, visible_gpus: int, cores: int) -> str | None:
 
 
 def _skip_reason(mode: str, n: int, visible_gpus: int, batch_size: int, global_batch: bool, variant: dict,
-                 too_many: str | None) -> str | None:
+                 too_many: str | None, model: str = "simplecnn") -> str | None:
+    if variant.get("sync_bn") and model in BATCHNORM_FREE:
+        return f"sync-bn: {model} has no BatchNorm layer (SyncBatchNorm would change nothing)"
     if mode == "dp" and visible_gpus == 0:
         return "dp needs CUDA devices; none visible"
     if variant.get("sync_bn") and visible_gpus == 0:
