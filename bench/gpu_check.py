@@ -7,8 +7,8 @@ and a summary table printed at the end:
 
 Steps, in order of value: env, data, sweep (every mode on 1 GPU, real CIFAR-10), cuda_tests, probes (confirm or
 refute each "likely" finding and check its fix), matrix (the input-path matrix and its targets: fast-path epoch
-<= 0.3 s, >= 10x the classic DataLoader pipeline, ddp x1 within 5% of single), cuda_test_compile, profile_single,
-profile_ddp, collective (1-rank smoke), strategies. A step that no longer fits is skipped and said so.
+<= 0.3 s, >= 10x the classic DataLoader pipeline, ddp x1 within 5% of single), profile_single, collective (1-rank
+smoke), profile_ddp, cuda_test_compile, strategies. A step that no longer fits is skipped and said so.
 docs/gpu-session.md says what each step checks. Exit codes: 0 every step that ran ended ok, 1 a step failed or
 timed out (the summary says which), 2 bad arguments.
 """
@@ -56,17 +56,18 @@ STEPS = {
                        "recorded as skipped on one GPU"),
     "cuda_tests": (90, 30, "the cuda-marked tests but compile"),
     "probes": (80, 25, "items 4, 5, 8-13: does the mechanism show here (confirmed/refuted), does the fix hold"),
-    "matrix": (170, 45, "the input-path matrix and its targets"),
-    "cuda_test_compile": (120, 45, "the bf16 + torch.compile CUDA test on its own"),
+    "matrix": (150, 45, "the input-path matrix and its targets"),
     "profile_single": (40, 20, "bench.profile of single on CUDA"),
-    "profile_ddp": (45, 25, "bench.profile of ddp x1 under torchrun"),
     "collective": (30, 15, "bench.comm --smoke: every collective on a 1-rank NCCL group, results checked"),
+    "profile_ddp": (45, 25, "bench.profile of ddp x1 under torchrun"),
+    "cuda_test_compile": (120, 45, "the bf16 + torch.compile CUDA test on its own"),
     "strategies": (60, 20, "each DDP hook, static graph, accumulation, fsdp wrap, sync-bn and dp resnet18 once"),
 }
 """The session's steps in the order they run (the most valuable first): a step starts only while at least its
 second figure is left, and runs for at most its first."""
 MATRIX_PLAN = [("single", "device bf16"), ("ddp", "device bf16"), ("single", "dataloader fp32"),
-               ("single", "device bf16+compile"), ("ddp", "device bf16+compile"), ("single", "device fp32")]
+               ("single", "device fp32"), ("single", "device bf16+compile"), ("ddp", "device bf16+compile")]
+"""The target rows first, compile last (the slowest to start)."""
 DRY_MATRIX_PLAN = [("single", "device fp32"), ("ddp", "device fp32"), ("single", "dataloader fp32")]
 """The dry run's matrix: no bf16 or compile on a small CPU; its fast path is "device fp32"."""
 OUTPUT_FILES = ("summary.md", "env.txt", "results.jsonl", "gpu_check.json", "profiles.md", "report.html",
@@ -399,8 +400,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     cfg = config_from_args(GpuCheckConfig, args, parser)
     out = Path(cfg.out).expanduser().resolve()
-    if out.exists() and (not out.is_dir() or any(p.name not in OUTPUT_FILES for p in out.iterdir())):
-        parser.error(f"out: {out} holds other files; give an empty or new folder (the output must be its 8 files)")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        parser.error(f"out: {out} is not an empty folder; give a new or empty one (an earlier session's files are "
+                     "kept, never overwritten)")
     if not cfg.dry_run:
         import torch
         if not torch.cuda.is_available():

@@ -83,9 +83,22 @@ def test_bad_arguments_are_one_line_and_exit_2(args, text, capsys):
     assert exc.value.code == 2 and text in err and len(err.strip().splitlines()) == 1
 
 
-def test_an_output_folder_holding_other_files_is_refused(tmp_path, capsys):
+def test_an_output_folder_holding_files_is_refused(tmp_path, capsys):
     (tmp_path / "notes.txt").write_text("mine")
     with pytest.raises(SystemExit) as exc:
         main(["--dry-run", "--out", str(tmp_path)])
-    assert exc.value.code == 2 and "holds other files" in capsys.readouterr().err
+    assert exc.value.code == 2 and "is not an empty folder" in capsys.readouterr().err
     assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_the_docs_page_quotes_the_steps_and_targets():
+    from pathlib import Path
+
+    from bench.gpu_check import FAST_EPOCH_S, MAX_DDP_OVERHEAD, MIN_SPEEDUP
+    page = (Path(__file__).resolve().parents[2] / "docs" / "gpu-session.md").read_text()
+    for name, (budget_s, min_s, _) in STEPS.items():
+        assert f"| `{name}` | {budget_s:g} | {min_s:g} |" in page
+    assert f"≤ {FAST_EPOCH_S:g} s" in page and f"≥ {MIN_SPEEDUP:g}x" in page
+    assert f"{MAX_DDP_OVERHEAD * 100:g} % slower" in page
+    for name in OUTPUT_FILES:
+        assert f"| `{name}` |" in page
