@@ -105,11 +105,13 @@ def test_profile_counts_device_time_once_and_backward_on_its_range(small_synthet
     assert rows["forward"] + rows["backward"] + rows["optimizer"] <= kernels_ms * 1.01
 
 
-def test_peak_memory_is_the_training_epochs_not_evaluation(small_synthetic):
+def test_peak_memory_is_the_training_epochs_not_evaluation():
+    from mgpu_core.synthetic import synthetic_cifar
+    data = synthetic_cifar(512, 10_000, seed=3)
     cfg = cuda_config(eval_batch_size=10_000)  # evaluation's activations dwarf training's at batch 128
     with process_group(cfg) as env:
         torch.cuda.reset_peak_memory_stats()
-        result, _ = train_and_evaluate(cfg, env, small_synthetic, log=lambda _: None)
+        result, _ = train_and_evaluate(cfg, env, data, log=lambda _: None)
         since_last_epoch = torch.cuda.max_memory_allocated()
     assert 0 < result.resident_data_bytes < result.peak_memory_bytes[0] < since_last_epoch / 2
 
