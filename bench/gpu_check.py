@@ -23,6 +23,7 @@ import statistics
 import sys
 import tempfile
 import time
+import traceback
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -412,8 +413,13 @@ def main(argv: list[str] | None = None) -> int:
           f"folder {work}, output {out}", flush=True)
     try:
         session = run_session(cfg, work)
-        found = collect(cfg, work, session)
-        summary = summary_markdown(found, work)
+        try:
+            found = collect(cfg, work, session)
+            summary = summary_markdown(found, work)
+        except Exception:  # noqa: BLE001 - the steps' logs must come back even when the summary breaks
+            found = {"steps": [vars(o) for o in session.outcomes], "profiles": "", "error": traceback.format_exc()}
+            summary = ("# mgpu-bench GPU session: the summary failed\n\n```\n" + found["error"] + "```\n\n"
+                       + "\n".join(f"- {o.name}: {o.status} {o.note}" for o in session.outcomes) + "\n")
         write_outputs(found, work, out, summary)
     finally:
         if not args.keep_work:
