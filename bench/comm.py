@@ -39,10 +39,10 @@ WORKER_ENV = "TORCHELASTIC_RUN_ID"
 """Set by torchrun in its workers: with it this process measures; without it, it launches the workers."""
 
 
-def worker(cfg: TrainConfig, comm: CommConfig, json_path: Path | None) -> int:
+def worker(cfg: TrainConfig, comm: CommConfig, json_path: Path | None, smoke: bool = False) -> int:
     try:
         with process_group(dataclasses.replace(cfg, mode="ddp")) as env:
-            if env.world_size < 2:
+            if env.world_size < 2 and not smoke:
                 raise ConfigError("collectives need >= 2 ranks: run bench.comm without torchrun to launch it for "
                                   "--gpus, or under torchrun with --nproc-per-node >= 2")
             result = measure(cfg, comm, env)
@@ -104,9 +104,19 @@ def main(argv: list[str] | None = None) -> int:
     add_config_arguments(parser.add_argument_group("collective benchmark"), CommConfig)
     parser.add_argument("--json", type=Path, help="(under torchrun) write the measurement here")
     parser.add_argument("--out", type=Path, default=Path("reports"), help="comm.jsonl and comm.png go here")
+    parser.add_argument("--smoke", action="store_true",
+                        help="one rank in this process, on the real backend (NCCL on a GPU): runs every collective's "
+                             "code path and checks its result on a 1-GPU machine; measures no link (busbw of 1 rank "
+                             "is 0 by definition), writes nothing to comm.jsonl (--json still works)")
     args = parser.parse_args(argv)
     cfg = config_from_args(TrainConfig, args, parser)
     comm = config_from_args(CommConfig, args, parser)
+    if args.smoke:
+        if comm.gpus:
+            parser.error("--smoke runs one rank; --gpus does not apply")
+        print("smoke: 1 rank, no link measured (busbw 0 by definition); checks the collectives' code path",
+              flush=True)
+        return worker(cfg, comm, args.json, smoke=True)
     if os.environ.get(WORKER_ENV):
         return worker(cfg, comm, args.json)
     try:

@@ -11,6 +11,8 @@ import sys
 import time
 from pathlib import Path
 
+import torch
+from torch.autograd import DeviceType
 from torch.profiler import ProfilerActivity, profile, record_function
 
 from bench.records.units import ms, ms_to_s, us_to_ms
@@ -28,11 +30,12 @@ COMMUNICATION = ("all_reduce", "allreduce", "nccl", "gloo", "broadcast")
 
 
 def _outermost(events, matches) -> list:
-    """The events that match and have no matching ancestor: a collective's nested events (c10d's op, the backend's
-    kernel launch) are counted once, as the outermost one."""
+    """The host-side events that match and have no matching ancestor: a collective's nested events (c10d's op, the
+    backend's kernel launch) are counted once, as the outermost one, with the device time of the kernels it
+    launched (the kernels themselves, e.g. ncclDevKernel_*, are device-side events and not counted again)."""
     found = []
     for event in events:
-        if not matches(event.name):
+        if event.device_type != DeviceType.CPU or not matches(event.name):
             continue
         parent = event.cpu_parent
         while parent is not None and not matches(parent.name):
@@ -48,24 +51,33 @@ def _is_communication(name: str) -> bool:
 
 def profile_steps(cfg: TrainConfig, env: DistEnv, steps: int) -> tuple[list[tuple[str, float, float]], float, int]:
     """Rows of (part, CPU ms, device ms) over at most `steps` steps after warm-up, their wall seconds, and the
-    steps that ran (fewer when an epoch holds fewer)."""
+    steps that ran (fewer when an epoch holds fewer). Each part counts its host-side range only, with the device
+    time of the kernels launched inside it: on CUDA the profiler also returns a device-side copy of every named
+    range (a GPU user annotation), which would count the same kernels twice. Backward runs on the calling thread
+    while profiled (autograd multithreading off), so its kernels fall inside its range rather than on autograd's
+    device thread."""
     data = load_dataset(cfg)
     runner, train_pipe, _ = prepare(cfg, env, data)
     warm_up(runner, train_pipe, cfg)
     runner.region = record_function
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if env.device.type == "cuda" else [])
     train_pipe.set_epoch(0)
-    with profile(activities=activities) as prof:
+    with torch.autograd.set_multithreading_enabled(False), profile(activities=activities) as prof:
         start = time.perf_counter()
         ran = runner.run(train_pipe, max_steps=steps)[3]
         device_synchronize(env)
         wall_s = time.perf_counter() - start
-    events = prof.events()
-    parts = {name: [e for e in events if e.name == name] for name in REGIONS}
+    return region_rows(prof.events()), wall_s, ran
+
+
+def region_rows(events) -> list[tuple[str, float, float]]:
+    """(part, CPU ms, device ms) for each region and for communication, from the profiler's events: host-side
+    events only (see profile_steps)."""
+    host = [e for e in events if e.device_type == DeviceType.CPU]
+    parts = {name: [e for e in host if e.name == name] for name in REGIONS}
     parts["communication"] = _outermost(events, _is_communication)
-    rows = [(name, us_to_ms(sum(e.cpu_time_total for e in found)),
+    return [(name, us_to_ms(sum(e.cpu_time_total for e in found)),
              us_to_ms(sum(getattr(e, "device_time_total", 0.0) for e in found))) for name, found in parts.items()]
-    return rows, wall_s, ran
 
 
 def table(rows: list[tuple[str, float, float]], wall_s: float, steps: int, title: str, asked: int) -> str:
@@ -73,7 +85,8 @@ def table(rows: list[tuple[str, float, float]], wall_s: float, steps: int, title
     lines = [f"# Profile: {title}", "", f"{steps} steps{fewer} in {wall_s:.3f} s wall "
              f"({ms(wall_s / steps):.1f} ms/step). "
              "CPU ms is host time inside each part (it includes waiting for the device where the part syncs); "
-             "communication overlaps backward under DDP.", "",
+             "communication overlaps backward under DDP; backward ran on the calling thread while profiled. "
+             "Device ms: kernels launched inside each part, counted once.", "",
              "| part | CPU ms | CPU ms/step | device ms | share of wall |", "|---|---|---|---|---|"]
     for name, cpu_ms, device_ms in rows:
         lines.append(f"| {name} | {cpu_ms:.1f} | {cpu_ms / steps:.2f} | {device_ms:.1f} | "

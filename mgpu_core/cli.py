@@ -70,7 +70,7 @@ def run_configuration(cfg: TrainConfig, prog: str, on_result: Callable[[RunResul
             data = load_dataset(cfg, notice=log)
             log(f"dataset {data.name}: {len(data.train_y)} train + {len(data.test_y)} test from {data.source} "
                 f"({time.perf_counter() - start:.1f} s)")
-            result, _ = train_and_evaluate(cfg, env, data, log)
+            result = train_and_evaluate(cfg, env, data, log)[0]  # the model (a DDP wrapper) freed here, in the group
             on_result(result, env)
     except (ConfigError, DataError) as exc:
         one_line_error(prog, exc)

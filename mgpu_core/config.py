@@ -50,7 +50,9 @@ class TrainConfig:
 
     sync_bn: bool = field(default=False, metadata={"only": ("ddp",), "axis": ("ddp",), "label": "sync-bn"})
     """ddp only: convert BatchNorm layers to SyncBatchNorm, so every rank normalizes over the global batch rather
-    than its own (recorded, and drawn as its own series)."""
+    than its own (recorded, and drawn as its own series). torch's SyncBatchNorm syncs the host once per BatchNorm
+    layer in every forward, and that cost is part of these rows; a model without BatchNorm is refused (a sweep
+    skips it): it would be plain ddp under another label."""
 
     grad_accum: int = field(default=1, metadata={"axis": DISTRIBUTED_MODES, "label": "accum {}"})
     """Micro-batches per optimizer step: gradients of K batches accumulate (under ddp all but the last under

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import tempfile
+import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
@@ -62,7 +64,8 @@ def usable_cores() -> int:
 def process_group(cfg: TrainConfig, init_method: str | None = None) -> Iterator[DistEnv]:
     """The process's place in the run. Under ddp and fsdp, a process group comes up from torchrun's variables (RANK,
     WORLD_SIZE, LOCAL_RANK, MASTER_ADDR/PORT), or from `init_method` plus those variables, or, with none set, as a
-    group of one; it is torn down on exit, also on error. single and dp run with no group."""
+    group of one; it is torn down on exit, also on error. single and dp run with no group. Drop every reference
+    to a DDP wrapper before the block ends (its reducer must not outlive the group)."""
     device_type = resolve_device_type(cfg)
     grouped = cfg.mode in DISTRIBUTED_MODES
     rank = int(os.environ.get("RANK", 0)) if grouped else 0
@@ -96,7 +99,14 @@ def process_group(cfg: TrainConfig, init_method: str | None = None) -> Iterator[
                                 device_id=device if device_type == "cuda" else None)
         try:
             yield DistEnv(rank, world, local_rank, local_world, device, backend, threads)
+        except BaseException as exc:
+            # The failed run's frames hold its DDP wrapper: clear their locals so the wrapper can go first.
+            traceback.clear_frames(exc.__traceback__)
+            raise
         finally:
+            # DDP's reducer must be freed while its group lives (torch 2.11 + gloo can deadlock when it is freed
+            # after destroy_process_group): callers drop the wrapper inside the block; gc frees its cycles here.
+            gc.collect()
             dist.destroy_process_group()
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import importlib
+import re
 from collections.abc import Callable
 
 import torch
@@ -68,24 +69,38 @@ def flops_per_sample(model: nn.Module, image_size: int, device: torch.device) ->
     return counter.get_total_flops() / 2
 
 
+_SXM_H100 = {"bf16": 989.4, "fp32": 66.9}
+_NVL_H100 = {"bf16": 835.5, "fp32": 60.0}
 PEAK_TFLOPS = (
-    # (name fragment, {precision: dense TFLOP/s}); first match wins, so the more specific fragments come first.
-    ("H100 PCIe", {"bf16": 756.0, "fp32": 51.2}),
-    ("H100", {"bf16": 989.4, "fp32": 66.9}),
-    ("H200", {"bf16": 989.4, "fp32": 66.9}),
-    ("A100", {"bf16": 312.0, "fp32": 19.5}),
-    ("L40S", {"bf16": 362.1, "fp32": 91.6}),
-    ("L4", {"bf16": 121.0, "fp32": 30.3}),
-    ("A10", {"bf16": 125.0, "fp32": 31.2}),
-    ("V100", {"fp32": 15.7}),
+    # (the device name as CUDA reports it, "NVIDIA "/"Tesla " left off, as a full regular expression; dense
+    # TFLOP/s per precision). Names match whole, so "H100 NVL" never takes the SXM figures nor "L40" those of "L4".
+    (r"H100 PCIe", {"bf16": 756.0, "fp32": 51.2}),
+    (r"H100 NVL", _NVL_H100),
+    (r"H100( SXM5?)?( \d+GB)?( HBM3e?)?", _SXM_H100),
+    (r"H200 NVL", _NVL_H100),
+    (r"H200( SXM)?( \d+GB)?( HBM3e)?", _SXM_H100),
+    (r"GH200 .*", _SXM_H100),
+    (r"A100([- ].*)?", {"bf16": 312.0, "fp32": 19.5}),
+    (r"L40S", {"bf16": 362.05, "fp32": 91.6}),
+    (r"L40", {"bf16": 181.05, "fp32": 90.5}),
+    (r"L4", {"bf16": 121.0, "fp32": 30.3}),
+    (r"A10", {"bf16": 125.0, "fp32": 31.2}),
+    (r"V100-SXM2-(16|32)GB", {"fp32": 15.7}),
+    (r"V100-PCIE-(16|32)GB", {"fp32": 14.0}),
 )
-"""Vendor datasheet peaks without sparsity. fp32 is the non-tensor-core rate (cuDNN may run fp32 convolutions as
-TF32, which can exceed it)."""
+"""Vendor datasheet peaks without sparsity (the datasheets' bf16 figures with sparsity, halved). fp32 is the
+non-tensor-core rate (cuDNN runs fp32 convolutions as TF32 by default, which can exceed it; provenance records
+that setting). Not listed, so None: MIG slices (a fraction of the chip), and the A10G (AWS's part, no public
+datasheet; it is not the A10)."""
 
 
 def peak_tflops(device_name: str, precision: str) -> float | None:
-    """The datasheet peak for this GPU and precision, or None (unknown GPU, or a CPU)."""
-    for fragment, peaks in PEAK_TFLOPS:
-        if fragment in device_name:
+    """The datasheet peak for this GPU and precision, or None (an unknown GPU, a MIG slice, or a CPU). The name
+    is CUDA's (torch.cuda.get_device_name), e.g. "NVIDIA H100 80GB HBM3", matched whole."""
+    name = re.sub(r"^(NVIDIA|Tesla)\s+", "", device_name.strip())
+    if re.search(r"\bMIG\b", name):
+        return None
+    for pattern, peaks in PEAK_TFLOPS:
+        if re.fullmatch(pattern, name):
             return peaks.get(precision)
     return None

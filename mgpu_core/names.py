@@ -20,6 +20,9 @@ DISTRIBUTED_MODES = ("ddp", "fsdp")
 TORCHVISION = ("resnet18", "resnet50", "mobilenet_v3_small", "vit_b_16")
 """Built untrained (weights=None): from many FLOPs per gradient byte (resnet50) to few (mobilenet_v3_small)."""
 MODEL_NAMES = ("simplecnn", *TORCHVISION)
+BATCHNORM_FREE = ("simplecnn", "vit_b_16")
+"""Built-in models without a BatchNorm layer: SyncBatchNorm changes nothing in them (a sweep skips sync-bn there;
+for a user's model the trainer checks the built model)."""
 USER_MODEL = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 
 

@@ -13,7 +13,7 @@ from torch.distributed.algorithms.ddp_comm_hooks import default_hooks, powerSGD_
 from torch.distributed.fsdp import FSDPModule, MixedPrecisionPolicy, fully_shard
 from torch.nn.parallel import DistributedDataParallel
 
-from .config import TrainConfig
+from .config import ConfigError, TrainConfig
 from .distributed import DistEnv
 
 POWERSGD_START_ITER = 2
@@ -38,17 +38,42 @@ def wrap_model(model: nn.Module, cfg: TrainConfig, env: DistEnv) -> nn.Module:
     if cfg.channels_last and cfg.mode != "fsdp":  # FSDP2 shards contiguous parameters only; inputs stay NHWC
         model = model.to(memory_format=torch.channels_last)
     if cfg.mode == "dp":
+        if cfg.precision == "bf16":
+            model = ReplicaAutocast(model, env.device.type, torch.bfloat16)
         return nn.DataParallel(model, device_ids=list(range(cfg.dp_gpus)))
     if cfg.mode == "fsdp":
         return _fully_shard(model, cfg)
     if cfg.mode == "ddp":
         if cfg.sync_bn:
+            if not has_batchnorm(model):
+                raise ConfigError(f"sync_bn: {cfg.model} has no BatchNorm layer, so SyncBatchNorm would change "
+                                  "nothing (plain ddp under another label)")
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         model = DistributedDataParallel(model, device_ids=[env.device.index] if env.device.type == "cuda" else None,
                                         bucket_cap_mb=cfg.ddp_bucket_mb, static_graph=cfg.ddp_static_graph,
                                         gradient_as_bucket_view=cfg.ddp_grad_as_bucket_view)
         _register_hook(model, cfg)
     return torch.compile(model) if cfg.compile else model  # DDP first: compile then splits graphs at its buckets
+
+
+class ReplicaAutocast(nn.Module):
+    """Runs the wrapped module under autocast to `dtype` itself, wherever it is called. nn.DataParallel runs each
+    replica in a thread of its own (parallel_apply) and re-enters autocast there without a dtype; autocast's dtype
+    is thread-local and a new thread's CUDA default is float16, so without this a bf16 run computes its replicas in
+    float16 (torch/nn/parallel/parallel_apply.py). Its replicas copy the attributes, so each enters bf16 itself."""
+
+    def __init__(self, module: nn.Module, device_type: str, dtype: torch.dtype) -> None:
+        super().__init__()
+        self.module, self.device_type, self.dtype = module, device_type, dtype
+
+    def forward(self, *args, **kwargs):
+        with torch.autocast(self.device_type, dtype=self.dtype):
+            return self.module(*args, **kwargs)
+
+
+def has_batchnorm(model: nn.Module) -> bool:
+    """Whether any layer of `model` is a BatchNorm (what SyncBatchNorm would replace)."""
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
 
 
 def _register_hook(model: DistributedDataParallel, cfg: TrainConfig) -> None:
@@ -92,7 +117,9 @@ def _fully_shard(model: nn.Module, cfg: TrainConfig) -> nn.Module:
 
 def gradient_sync(model: nn.Module, sync: bool):
     """A context for one micro-batch's backward: without sync, ddp skips its all-reduce (no_sync) and fsdp its
-    reduce-scatter, so accumulation communicates once per optimizer step."""
+    reduce-scatter, so accumulation communicates once per optimizer step. torch.compile's wrapper is looked
+    through first: it is no DDP module, and seen as one it would all-reduce every micro-batch."""
+    model = getattr(model, "_orig_mod", model)  # torch.compile's OptimizedModule
     if isinstance(model, DistributedDataParallel):
         return nullcontext() if sync else model.no_sync()
     if isinstance(model, FSDPModule):
@@ -101,10 +128,12 @@ def gradient_sync(model: nn.Module, sync: bool):
 
 
 def unwrap(model: nn.Module) -> nn.Module:
-    """The bare model inside torch.compile's and DataParallel's or DistributedDataParallel's wrappers (fsdp's
+    """The bare model inside torch.compile's and DataParallel's (with its ReplicaAutocast) or
+    DistributedDataParallel's wrappers (fsdp's
     fully_shard changes the model in place: it is its own bare model, with sharded parameters)."""
     model = getattr(model, "_orig_mod", model)  # torch.compile's OptimizedModule
-    return model.module if isinstance(model, nn.DataParallel | DistributedDataParallel) else model
+    model = model.module if isinstance(model, nn.DataParallel | DistributedDataParallel) else model
+    return model.module if isinstance(model, ReplicaAutocast) else model
 
 
 def full_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:

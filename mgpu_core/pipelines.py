@@ -75,6 +75,16 @@ class DevicePipeline:
     def __len__(self) -> int:
         return len(self.spec.batch_starts(len(self.order)))
 
+    @property
+    def samples(self) -> int:
+        """Samples this rank visits per epoch."""
+        return len(self.order)
+
+    @property
+    def resident_bytes(self) -> int:
+        """Bytes of the dataset held on the training device (uint8 images and int64 labels)."""
+        return sum(t.numel() * t.element_size() for t in (self.images, self.labels))
+
     def __iter__(self):
         s = self.spec
         for start in s.batch_starts(len(self.order)):
@@ -138,10 +148,28 @@ class DataLoaderPipeline:
     def __len__(self) -> int:
         return len(self.loader)
 
+    @property
+    def samples(self) -> int:
+        """Samples this rank visits per epoch."""
+        return len(self.sampler)
+
+    resident_bytes = 0
+    """The DataLoader keeps the dataset in host memory: nothing of it resides on the training device."""
+
     def __iter__(self):
         for x, y in self.loader:
             yield (self.spec.layout(x.to(self.spec.device, non_blocking=True)),
                    y.to(self.spec.device, non_blocking=True))
+
+
+def last_batch_size(pipeline: DevicePipeline | DataLoaderPipeline) -> int | None:
+    """Samples in an epoch's last batch when it is smaller than the others (its own shape for cuDNN's autotuner and
+    the allocator), else None."""
+    starts = pipeline.spec.batch_starts(pipeline.samples)
+    if not starts:
+        return None
+    size = min(pipeline.spec.batch_size, pipeline.samples - starts[-1])
+    return size if size < pipeline.spec.batch_size else None
 
 
 def build_pipelines(cfg: TrainConfig, data: ImageArrays, env: DistEnv):

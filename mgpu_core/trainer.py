@@ -22,7 +22,7 @@ from .hardware import bf16_supported, device_name
 from .image_arrays import ImageArrays
 from .models import build_model, flops_per_sample, gradient_bytes, parameter_count, peak_tflops
 from .parallel import gradient_sync, reset_comm_hook_state, unwrap, wrap_model
-from .pipelines import build_pipelines
+from .pipelines import build_pipelines, last_batch_size
 from .recipe import global_batch, lr_multiplier, lr_scale, make_optimizer
 
 
@@ -96,7 +96,12 @@ class RunResult:
     epochs: list[EpochRecord] = field(default_factory=list)
     evals: list[EvalRecord] = field(default_factory=list)
     peak_memory_bytes: list[int] = field(default_factory=list)
-    """Per rank: CUDA's max allocated memory on its device(s), or on CPU the process's peak resident set size."""
+    """Per rank: the peak of the timed training epochs (reset after warm-up and before each epoch, so neither the
+    FLOP-counting probe, warm-up nor evaluation counts): CUDA's max allocated memory on its device(s), or on CPU
+    the process's peak resident set size. The resident dataset is included (resident_data_bytes)."""
+    resident_data_bytes: int = 0
+    """Bytes of the dataset (train and test) held on the training device by this rank (device pipeline); 0 when
+    the DataLoader keeps it in host memory."""
 
     @property
     def final_val_acc(self) -> float:
@@ -221,7 +226,8 @@ def lockstep_batches(pipeline, cfg: TrainConfig, env: DistEnv):
 
 
 def warm_up(runner: StepRunner, pipeline, cfg: TrainConfig) -> tuple[float, float, int]:
-    """Untimed steps (compilation, kernel selection, allocator, worker start-up), then the model, optimizer,
+    """Untimed steps (compilation, kernel selection, allocator, worker start-up), one of them at the shape of the
+    epoch's last, smaller batch where there is one, then the model, optimizer,
     schedule and comm hook state are put back as they were, so the timed epochs train exactly as they would have
     without warm-up. Returns (compile_s, warmup_s, steps): the first step's time is compile_s when compiling,
     apart from the rest."""
@@ -246,6 +252,11 @@ def warm_up(runner: StepRunner, pipeline, cfg: TrainConfig) -> tuple[float, floa
     if cfg.warmup_steps:
         pipeline.set_epoch(0)
         steps += runner.run(pipeline, max_steps=cfg.warmup_steps)[3]
+    partial = last_batch_size(pipeline)
+    if partial:  # the epoch's smaller last batch: tuned here, not inside the first timed epoch
+        pipeline.set_epoch(0)
+        x, y = next(iter(pipeline))
+        steps += runner.run([(x[:partial], y[:partial])] * cfg.grad_accum)[3]
     device_synchronize(env)
     compile_s, warmup_s = all_reduce_to_host(env, [compiled_at - start, time.perf_counter() - compiled_at],
                                              dist.ReduceOp.MAX)
@@ -288,12 +299,31 @@ class ModelInfo:
     flops_per_sample: float
 
 
+def reset_peak_memory(env: DistEnv) -> None:
+    """Start a new peak: CUDA's allocator statistics of the devices this rank drives, or on Linux the process's
+    resident high-water mark (/proc/self/clear_refs, "5"). A host call, no device sync."""
+    if env.device.type == "cuda":
+        for index in range(env.device.index, env.device.index + env.local_devices):
+            torch.cuda.reset_peak_memory_stats(index)
+        return
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass  # not Linux: the peak stays the process's since start (ru_maxrss)
+
+
 def peak_memory_bytes(env: DistEnv) -> int:
-    """This rank's peak memory so far: CUDA's max allocated on the devices it drives, else peak RSS (Linux: KiB)."""
+    """This rank's peak memory since the last reset_peak_memory: CUDA's max allocated on the devices it drives,
+    else the resident high-water mark (Linux VmHWM; elsewhere ru_maxrss, since process start)."""
     if env.device.type == "cuda":
         return sum(torch.cuda.max_memory_allocated(i) for i in range(env.device.index,
                                                                       env.device.index + env.local_devices))
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM:"))
+    except (OSError, StopIteration, ValueError):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB, macOS: bytes
 
 
 def train_and_evaluate(cfg: TrainConfig, env: DistEnv, data: ImageArrays,
@@ -319,11 +349,15 @@ def train_and_evaluate(cfg: TrainConfig, env: DistEnv, data: ImageArrays,
                        threads=env.threads,
                        global_batch=global_batch(cfg.batch_size, env.total_devices, cfg.grad_accum),
                        lr_peak=runner.scheduler.base_lrs[0], setup_s=setup_s, compile_s=compile_s,
-                       warmup_s=warmup_s, warmup_steps=warmup_steps)
+                       warmup_s=warmup_s, warmup_steps=warmup_steps,
+                       resident_data_bytes=sum(getattr(p, "resident_bytes", 0) for p in (train_pipe, test_pipe)))
     log(f"warm-up {warmup_steps} steps in {warmup_s:.2f} s" + (f" + compile {compile_s:.1f} s" if cfg.compile else "")
         + " (not timed, weights restored)")
+    peak = 0
     for epoch in range(cfg.epochs):
+        reset_peak_memory(env)  # off the clock: train_epoch's barrier and synchronize come after it
         record = train_epoch(runner, train_pipe, epoch)
+        peak = max(peak, peak_memory_bytes(env))  # before evaluation, whose batches are larger
         evaluation = evaluate(model, test_pipe, cfg, env, epoch)
         if not math.isfinite(record.loss):  # read after the clock stopped: no host sync inside the loop
             raise DivergedError(f"training loss became non-finite ({record.loss}) in epoch {epoch + 1}; lower --lr")
@@ -333,5 +367,5 @@ def train_and_evaluate(cfg: TrainConfig, env: DistEnv, data: ImageArrays,
             f"({record.samples_per_s_per_device:,.0f}/device, "
             f"{record.samples_per_s_per_device * flops / 1e12:.3g} TFLOP/s/device)  loss {record.loss:.4f}  "
             f"train acc {record.train_acc:.2%}  val acc {evaluation.accuracy:.2%}")
-    result.peak_memory_bytes = [int(m) for [m] in all_gather_to_host(env, [peak_memory_bytes(env)])]
+    result.peak_memory_bytes = [int(m) for [m] in all_gather_to_host(env, [peak])]
     return result, model

@@ -95,6 +95,7 @@ def make_record(*, cfg: TrainConfig, devices: int, trial: int, scaling: str, dev
         "peak_tflops": result["peak_tflops"] if result else None,
         "mfu": _mfu(tflops, result["peak_tflops"] if result else None),
         "peak_memory_bytes": result["peak_memory_bytes"] if result else [],
+        "resident_data_bytes": result.get("resident_data_bytes") if result else None,
         "val_acc": result["final_val_acc"] if result else None,
         "val_accs": val_accs,
         "target_val_acc": target_val_acc,

@@ -10,7 +10,7 @@ from bench.records.study import Scaling, device_batch
 from bench.run.axes import Axes
 from bench.run.nodes import nodes_needed, span_skip
 from mgpu_core.config import DEFAULTS, ConfigError, TrainConfig
-from mgpu_core.names import DISTRIBUTED_MODES, MODES
+from mgpu_core.names import BATCHNORM_FREE, DISTRIBUTED_MODES, MODES
 
 NO_AXES = Axes()
 """Every axis at its single default value."""
@@ -131,6 +131,8 @@ def _one_node(n: int, visible_gpus: int, cores: int) -> str | None:
 
 
 def _skip_reason(mode: str, n: int, given: PlanInput, variant: dict, too_many: str | None) -> str | None:
+    if variant.get("sync_bn") and given.base.model in BATCHNORM_FREE:
+        return f"sync-bn: {given.base.model} has no BatchNorm layer (SyncBatchNorm would change nothing)"
     if mode == "dp" and given.visible_gpus == 0:
         return "dp needs CUDA devices; none visible"
     if variant.get("sync_bn") and given.visible_gpus == 0:

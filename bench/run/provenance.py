@@ -47,7 +47,8 @@ def collect(precision: str, seed: int, argv: list[str], result: dict | None = No
         "driver": driver.splitlines()[0] if driver else None,
         "cuda": torch.version.cuda,
         "cudnn": torch.backends.cudnn.version() if cuda else None,
-        "nccl": ".".join(map(str, torch.cuda.nccl.version())) if cuda else None,
+        "nccl": nccl_version_text(torch.cuda.nccl.version()) if cuda else None,
+        "tf32": tf32_settings(),
         "torch": torch.__version__,
         "torchvision": torchvision.__version__,
         "python": sys.version.split()[0],
@@ -63,6 +64,21 @@ def collect(precision: str, seed: int, argv: list[str], result: dict | None = No
         "argv": argv,
         "timestamp": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     }
+
+
+def nccl_version_text(version: tuple) -> str:
+    """torch.cuda.nccl.version() as text: (2, 21, 5) -> "2.21.5"; a 4th element, the build's suffix (a string,
+    e.g. "+cuda12.4"), is appended as it is, joined with "-" when it starts with a letter or digit."""
+    text = ".".join(str(v) for v in version[:3])
+    suffix = "".join(str(v) for v in version[3:])
+    return text + (suffix if not suffix or not suffix[0].isalnum() else f"-{suffix}")
+
+
+def tf32_settings() -> dict:
+    """Whether float32 work may run as TF32 on tensor cores (faster than the fp32 peak, less precise): cuDNN's
+    convolutions (on by default) and float32 matmuls ("highest" = no TF32, the default)."""
+    return {"cudnn_allow_tf32": torch.backends.cudnn.allow_tf32,
+            "float32_matmul_precision": torch.get_float32_matmul_precision()}
 
 
 def topology(cuda: bool, result: dict | None) -> dict:

@@ -190,9 +190,9 @@ def test_gpu_check_report_ratios_and_verdicts():
     assert "| single | device bf16 | 0.250 | 4,000 | 16.0x | +0.0% |" in text
     assert "| ddp | device bf16 | 0.270 | 3,704 | 15.6x | +8.0% |" in text
     assert "| dp | device bf16 | failed: rank 0: RuntimeError: boom |" in text
-    assert "- fast path epoch <= 0.3 s: PASS (0.250 s)" in text
-    assert "- fast path >= 10x dataloader: PASS (16.0x)" in text
-    assert "- ddp x1 <= 5% over single: FAIL (+8.0%)" in text
+    assert "- fast path (device bf16) epoch <= 0.3 s: PASS (0.250 s)" in text
+    assert "- fast path >= 10x the DataLoader pipeline: PASS (16.0x)" in text
+    assert "- ddp x1 within 5% of single: FAIL (+8.0%)" in text
 
 
 def test_variants_are_their_own_series_and_compute_per_device_is_shown():
