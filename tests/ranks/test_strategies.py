@@ -81,8 +81,13 @@ def test_compression_hooks_stay_within_a_stated_distance(small_synthetic, tmp_pa
             ("powersgd", {"mode": "ddp", "batch_size": 16, "ddp_comm_hook": "powersgd"}),
             ("powersgd-cold", {"mode": "ddp", "batch_size": 16, "ddp_comm_hook": "powersgd", "warmup_steps": 0})]
     [rank0, _] = run_ranks(_train, 2, tmp_path, runs, small_synthetic)
-    # warm-up puts PowerSGD's state (error feedback, warm-start factors, step count) back too
-    assert_same_parameters(rank0["powersgd-cold"][1], rank0["powersgd"][1])
+    # Warm-up puts PowerSGD's state (error feedback, warm-start factors, step count) back too. Bitwise equal on a
+    # Xeon with AMX; on an AMD EPYC the two runs differ by up to 2e-5 absolute (relative L2 < 1e-4 per tensor):
+    # PowerSGD's orthogonalization amplifies last-bit differences of the CPU kernels. The bound is 10x the largest
+    # difference seen there.
+    cold, warm = rank0["powersgd-cold"][1], rank0["powersgd"][1]
+    for name, tensor in cold.items():
+        assert (warm[name] - tensor).norm() / tensor.norm() < 1e-3, name
     plain = rank0["plain"][1]
     for hook, bound in (("bf16", 0.05), ("fp16", 0.01)):
         for name, tensor in rank0[hook][1].items():
