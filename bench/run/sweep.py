@@ -21,6 +21,7 @@ from bench.run.launch import Outcome, child_command, run_logged
 from bench.run.node_schedule import NodeSchedule, NodeScheduleError, Step, bound_s
 from bench.run.nodes import Nodes, Rendezvous, nodes_needed, rendezvous
 from bench.run.plan import Planned
+from bench.run.prediction import prediction_before_run
 from bench.run.provenance import collect
 from bench.run.sweep_config import SweepConfig
 from mgpu_core.cli_args import config_to_argv
@@ -88,13 +89,13 @@ class Sweep:
         return study_id(self.child_config(entry), entry.devices, self.scaling, self.device_type)
 
     def record(self, entry: Planned, status: str, *, result: dict | None = None, error: str | None = None,
-               wall_s: float | None = None) -> dict:
+               wall_s: float | None = None, prediction: dict | None = None) -> dict:
         """Build and append the record of one configuration-trial, whatever its outcome."""
         cfg = self.child_config(entry)
         record = make_record(cfg=cfg, devices=entry.devices, trial=entry.trial, scaling=self.scaling,
                              device_type=self.device_type, status=status, result=result, error=error, wall_s=wall_s,
                              provenance=collect(cfg.precision, cfg.seed, self.command_line, result, self.spans(entry)),
-                             target_val_acc=self.goal.min_val_acc)
+                             target_val_acc=self.goal.min_val_acc, prediction=prediction)
         append_record(self.results, record)
         return record
 
@@ -212,9 +213,10 @@ class Sweep:
                 else:
                     bar.set_description(name)
                     seen = bar.n
+                    prediction = self.predict(entry)  # before it runs, from what was measured before
                     outcome, result = self.launch(entry, lambda: bar.update(1))
                     bar.update(seen + self.base.epochs - bar.n)  # a failed configuration's unfinished epochs
-                    tqdm.write(f"{name}: {self._finish(entry, outcome, result)}")
+                    tqdm.write(f"{name}: {self._finish(entry, outcome, result, prediction)}")
 
     def _take_part(self, entries: list[Planned], schedule: NodeSchedule) -> None:
         """Follow node 0's list of launches that span nodes; NodeScheduleError where node 0 is lost or its study
@@ -240,13 +242,18 @@ class Sweep:
             print(f"{entry.label} trial {entry.trial}: " + (f"FAILED here: {outcome.error}" if outcome.error
                                                             else "done here"), flush=True)
 
-    def _finish(self, entry: Planned, outcome: Outcome, result: dict | None) -> str:
+    def predict(self, entry: Planned) -> dict | None:
+        """The point prediction of `entry` from the study's records so far (bench.run.prediction)."""
+        return prediction_before_run(self.out, self.study(entry), self.child_config(entry), entry.devices,
+                                     self.base.batch_size)
+
+    def _finish(self, entry: Planned, outcome: Outcome, result: dict | None, prediction: dict | None = None) -> str:
         """Record a launched configuration; the progress line that says how it went."""
         if outcome.error is not None:
             status = "timeout" if outcome.timed_out else "failed"
-            self.record(entry, status, error=outcome.error, wall_s=outcome.wall_s)
+            self.record(entry, status, error=outcome.error, wall_s=outcome.wall_s, prediction=prediction)
             return f"{'timeout' if outcome.timed_out else 'FAILED'}: {outcome.error}"
-        record = self.record(entry, "ok", result=result, wall_s=outcome.wall_s)
+        record = self.record(entry, "ok", result=result, wall_s=outcome.wall_s, prediction=prediction)
         return (f"ok  epoch {statistics.median(record['epoch_times_s']):.2f} s  "
                 f"{statistics.median(record['samples_per_s']):,.0f} samples/s  val acc {record['val_acc']:.2%}  "
                 f"({outcome.wall_s:.0f} s with start-up)")

@@ -140,3 +140,31 @@ def test_simulate_refuses_tasks_that_wait_on_each_other():
     with pytest.raises(ValueError, match="wait on each other"):
         simulate([Task("a", "compute", 1.0, ("b",)), Task("b", "comm", 1.0, ("a",))])
     assert math.isclose(simulate([]).end_s, 0.0)
+
+
+def comm_with_profile(alpha=1e-3, bw=1e8, kappa=1.2):
+    sizes = [4096 * 4**k for k in range(6)]
+    rows = [{"op": "all_reduce", "bytes": b, "time_s": alpha + b / bw} for b in sizes + [6 * MIB]]
+    rows += [{"op": "broadcast", "bytes": 6 * MIB, "time_s": 0.05}]
+    return {"devices": 2, "grad_bytes": 6 * MIB, "compute_step_s": 0.2, "compute_step_1_s": 0.1, "rows": rows,
+            "compute_profile": {"param_names": ["a.weight", "a.bias", "b.weight"], "param_bytes": [2 * MIB, 0, 4 * MIB],
+                                "ready_s": [0.09, 0.09, 0.06], "forward_s": 0.03, "backward_end_s": 0.09,
+                                "step_s": 0.1},
+            "contention": {"kappa": kappa}, "provenance": {"timestamp": "2026-11-30T00:00:00+00:00"}}
+
+
+def test_a_prediction_from_one_collective_record_with_its_band_and_baseline():
+    from bench.explain.prediction import BASELINE_SAME_RUN, Settings, fits_of, predict
+    rec = comm_with_profile()
+    fits = fits_of(rec)
+    assert fits["all_reduce"].alpha_s == pytest.approx(1e-3) and fits["all_reduce"].geomean_rel_error < 1e-9
+    assert fits["broadcast"].alpha_s == pytest.approx(1e-3) and fits["broadcast"].points == 1
+    p = predict(Settings("ddp", 2, 256, 128, ddp_bucket_mb=25), rec, base_epoch_s=10.0)
+    assert p["baseline"] == BASELINE_SAME_RUN and p["base_step_s"] == 0.1 and p["buckets"] == 2
+    low, high = p["band_speedup"]
+    assert low <= p["predicted_speedup"] <= high <= 2  # the profile is stretched to the 0.2 s N-rank step
+    assert p["predicted_epoch_s"] == pytest.approx(10.0 / p["predicted_speedup"])
+    faster_link = predict(Settings("ddp", 2, 256, 128), comm_with_profile(bw=1e10), base_epoch_s=10.0)
+    assert faster_link["predicted_speedup"] > p["predicted_speedup"]  # more bandwidth never predicts slower
+    assert predict(Settings("ddp", 2, 256, 128, ddp_comm_hook="powersgd"), rec) is None
+    assert predict(Settings("single", 1, 128, 128), rec) is None
