@@ -1,13 +1,15 @@
 """From one collective-benchmark record (comm.jsonl) to the point prediction of one configuration: α-β fits per
 operation, the compute profile, contention κ, and the replay (bench.explain.replay). Pure: dicts in, dicts out.
 
-The baseline is the collective benchmark's own 1-rank compute-only step, measured in the same run and with the
-same settings as its N-rank step (so the band and the point compare like with like); where a record lacks it
-(older records), the study's 1-device single step is used, and the prediction says which.
+The epoch is predicted in absolute terms (steps x the replayed step from the collective benchmark's N-rank
+measurement, taken minutes before the configuration runs, in the same layout); speedups are against the single
+run's measured epoch where known, else against the collective benchmark's own 1-rank compute-only step (same run,
+same settings as its N-rank step), and the prediction says which baseline it used.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import statistics
 from dataclasses import dataclass
@@ -19,6 +21,7 @@ HOOK_BYTES = {"none": 1.0, "bf16": 0.5, "fp16": 0.5}
 """Share of the gradient bytes a DDP comm hook all-reduces (PowerSGD's low-rank traffic has no model here)."""
 BASELINE_SAME_RUN = "the collective benchmark's 1-rank compute-only step (same run)"
 BASELINE_SINGLE = "the 1-device single configuration's step"
+BASELINE_SINGLE_EPOCH = "the 1-device single configuration's measured epoch"
 
 
 def fits_of(comm_record: dict) -> dict[str, AlphaBeta]:
@@ -106,41 +109,56 @@ def replay(settings: Settings, comm_record: dict) -> Replay | None:
     return None
 
 
-def predict(settings: Settings, comm_record: dict, base_step_s: float | None = None,
-            base_epoch_s: float | None = None) -> dict | None:
-    """The prediction of one configuration as the record carries it, or None (see `replay`). The baseline step
-    is the record's own 1-rank compute-only step where measured, else `base_step_s` (the single configuration's);
-    predicted_epoch_s = base_epoch_s / predicted speedup (None without a measured baseline epoch). Speedups
-    follow bench.explain.scaling_model.speedup; the band is the full-overlap to no-overlap range of
-    bench.explain.scaling_model.step_band from the same baseline."""
+def predict(settings: Settings, comm_record: dict, base_epoch_s: float | None = None,
+            base_steps: float | None = None, base_step_s: float | None = None) -> dict | None:
+    """The prediction of one configuration as the record carries it, or None (see `replay`).
+
+    predicted_epoch_s = optimizer steps per epoch x the replayed step, where the steps per epoch are the
+    baseline's (`base_steps`, micro-batches of the 1-device single run) x base_global_batch / global_batch; the
+    band is the same steps x the full-overlap and no-overlap steps of bench.explain.scaling_model.step_band (the
+    compute-only step at N ranks, the collective time measured at the model's gradient size). The predicted
+    speedup is `base_epoch_s` (the single run's measured epoch) / predicted_epoch_s; without a measured baseline
+    epoch, the record's own 1-rank compute-only step (same run) / the replayed step, scaled by the batches
+    (bench.explain.scaling_model.speedup), else `base_step_s` (the single configuration's step)."""
     rep = replay(settings, comm_record)
-    same_run = comm_record.get("compute_step_1_s")
-    base = same_run or base_step_s
-    if rep is None or not base:
+    if rep is None:
         return None
-    k = settings.grad_accum
-    comm_at_model = rep.comm_s if settings.mode != "ddp" else fits_of(comm_record)["all_reduce"].time_s(
-        comm_record["grad_bytes"] * HOOK_BYTES[settings.ddp_comm_hook])
-    band = step_band(settings.mode, comm_record["compute_step_s"] * k, comm_at_model)
-    point = speedup(base, settings.base_global_batch, rep.step_s, settings.global_batch)
-    low, high = (speedup(base, settings.base_global_batch, t, settings.global_batch)
-                 for t in (band.serial_s, band.overlap_s))
     fits = fits_of(comm_record)
+    k = settings.grad_accum
+    measured = {r["op"]: r["time_s"] for r in comm_record["rows"] if r["bytes"] == comm_record["grad_bytes"]}
+    comm_at_model = rep.comm_s if settings.mode != "ddp" else (
+        measured["all_reduce"] if settings.ddp_comm_hook == "none" and "all_reduce" in measured else
+        fits["all_reduce"].time_s(comm_record["grad_bytes"] * HOOK_BYTES[settings.ddp_comm_hook]))
+    band = step_band(settings.mode, comm_record["compute_step_s"] * k, comm_at_model)
+    steps = base_steps * settings.base_global_batch / settings.global_batch if base_steps else None
+    epoch = steps * rep.step_s if steps else None
+    band_epoch = [steps * band.overlap_s, steps * band.serial_s] if steps else None
+    same_run = comm_record.get("compute_step_1_s")
+    if base_epoch_s and epoch:
+        point, low, high, baseline = (base_epoch_s / epoch, base_epoch_s / band_epoch[1],
+                                      base_epoch_s / band_epoch[0], BASELINE_SINGLE_EPOCH)
+    elif same_run or base_step_s:
+        base = same_run or base_step_s
+        point, low, high = (speedup(base, settings.base_global_batch, t, settings.global_batch)
+                            for t in (rep.step_s, band.serial_s, band.overlap_s))
+        baseline = BASELINE_SAME_RUN if same_run else BASELINE_SINGLE
+    else:
+        return None
     return {
         "predicted_step_s": rep.step_s,
         "predicted_speedup": point,
         "band_speedup": [low, high],
-        "predicted_epoch_s": base_epoch_s / point if base_epoch_s else None,
-        "band_epoch_s": [base_epoch_s / high, base_epoch_s / low] if base_epoch_s else None,
-        "baseline": BASELINE_SAME_RUN if same_run else BASELINE_SINGLE,
-        "base_step_s": base,
+        "predicted_epoch_s": epoch,
+        "band_epoch_s": band_epoch,
+        "steps_per_epoch": steps,
+        "baseline": baseline,
         "compute_step_s": rep.compute_s,
+        "compute_step_1_s": same_run,
         "comm_s": rep.comm_s,
         "exposed_comm_s": rep.exposed_comm_s,
         "overlap_share": rep.overlap_share,
         "buckets": len(rep.buckets),
         "kappa": kappa_of(comm_record),
-        "alpha_beta": {op: {"alpha_s": f.alpha_s, "beta_s_per_byte": f.beta_s_per_byte,
-                            "geomean_rel_error": f.geomean_rel_error, "points": f.points} for op, f in fits.items()},
+        "alpha_beta": {op: dataclasses.asdict(f) for op, f in fits.items()},
         "comm_timestamp": (comm_record.get("provenance") or {}).get("timestamp"),
     }

@@ -14,6 +14,7 @@ two streams, compute and communication. Pure: numbers in, numbers out (no torch,
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -25,7 +26,9 @@ first all-reduce starts early in backward; the later ones use bucket_cap_mb."""
 
 @dataclass(frozen=True)
 class AlphaBeta:
-    """time(b) = alpha_s + beta_s_per_byte * b for one collective at one device count."""
+    """time(b) = alpha_s + beta_s_per_byte * b for one collective at one device count; with a second size range
+    (a latency-bound and a bandwidth-bound regime, as NCCL's protocols or a token-bucket-shaped link give), the
+    larger of the two lines."""
     op: str
     devices: int
     alpha_s: float
@@ -36,23 +39,32 @@ class AlphaBeta:
     """exp(mean(log(1 + |fit - measured| / measured))) - 1 over the points the fit was made from."""
     points: int = 0
     """How many (size, time) points were fitted."""
+    large_alpha_s: float | None = None
+    """The large-message range's intercept (may be negative: a burst that goes through at line rate first)."""
+    large_beta_s_per_byte: float | None = None
+    """The large-message range's inverse bandwidth (>= beta_s_per_byte)."""
+    break_bytes: float | None = None
+    """The first size fitted by the large-message range."""
 
     def time_s(self, nbytes: float) -> float:
         """Predicted seconds for a collective of `nbytes` (0 bytes: nothing sent, 0 s)."""
-        return 0.0 if nbytes <= 0 else self.alpha_s + self.beta_s_per_byte * nbytes
+        if nbytes <= 0:
+            return 0.0
+        small = self.alpha_s + self.beta_s_per_byte * nbytes
+        if self.large_beta_s_per_byte is None:
+            return small
+        return max(small, self.large_alpha_s + self.large_beta_s_per_byte * nbytes)
+
+    @property
+    def bandwidth_bytes_per_s(self) -> float:
+        """The large messages' bandwidth (1/β)."""
+        beta = self.large_beta_s_per_byte or self.beta_s_per_byte
+        return 1 / beta if beta > 0 else math.inf
 
 
-def fit_alpha_beta(op: str, devices: int, sizes_bytes: Sequence[float], times_s: Sequence[float]) -> AlphaBeta:
-    """Least squares of time = α + β·bytes over measured (size, time) points, relative errors weighted equally
-    (each residual divided by its measured time, so the 4 KiB points count as much as the 256 MiB ones); α and β
-    are kept >= 0 (a negative one is refitted as 0). Raises ValueError with fewer than 2 points of distinct sizes
-    or a time <= 0."""
-    pts = [(float(b), float(t)) for b, t in zip(sizes_bytes, times_s, strict=True)]
-    if len({b for b, _ in pts}) < 2:
-        raise ValueError(f"{op} x{devices}: an α-β fit needs at least 2 distinct sizes (got {len(pts)} points)")
-    if any(t <= 0 or not math.isfinite(t) for _, t in pts):
-        raise ValueError(f"{op} x{devices}: times must be finite and > 0")
-    # weighted normal equations for minimising sum(((α + β b) - t) / t)^2
+def _line(pts: list[tuple[float, float]], nonnegative: bool) -> tuple[float, float]:
+    """(α, β) minimising sum(((α + β b) - t) / t)^2: relative errors weighted equally; with `nonnegative`, a negative
+    α or β is refitted as 0."""
     s11 = sum(1 / t**2 for _, t in pts)
     s12 = sum(b / t**2 for b, t in pts)
     s22 = sum(b * b / t**2 for b, t in pts)
@@ -60,13 +72,40 @@ def fit_alpha_beta(op: str, devices: int, sizes_bytes: Sequence[float], times_s:
     r2 = sum(b / t for b, t in pts)
     det = s11 * s22 - s12 * s12
     alpha, beta = ((r1 * s22 - r2 * s12) / det, (s11 * r2 - s12 * r1) / det) if det > 0 else (-1.0, -1.0)
-    if alpha < 0 or beta < 0:  # one parameter at 0: the other's one-dimensional least squares
-        alpha, beta = (0.0, r2 / s22) if alpha < 0 else (r1 / s11, 0.0)
-        if alpha == 0.0 and beta < 0:
-            beta = 0.0
-    fit = AlphaBeta(op, devices, alpha, beta)
-    log_err = sum(math.log1p(abs(fit.time_s(b) - t) / t) for b, t in pts) / len(pts)
-    return AlphaBeta(op, devices, alpha, beta, math.expm1(log_err), len(pts))
+    if nonnegative and (alpha < 0 or beta < 0):  # one parameter at 0: the other's one-dimensional least squares
+        alpha, beta = (0.0, max(0.0, r2 / s22)) if alpha < 0 else (r1 / s11, 0.0)
+    return alpha, beta
+
+
+def _error(fit: AlphaBeta, pts: list[tuple[float, float]]) -> float:
+    return math.expm1(sum(math.log1p(abs(fit.time_s(b) - t) / t) for b, t in pts) / len(pts))
+
+
+def fit_alpha_beta(op: str, devices: int, sizes_bytes: Sequence[float], times_s: Sequence[float]) -> AlphaBeta:
+    """Least squares of time = α + β·bytes over measured (size, time) points, relative errors weighted equally
+    (each residual divided by its measured time, so the 4 KiB points count as much as the 256 MiB ones); α, β >= 0.
+    Where two size ranges fit better (each of at least 2 points, the larger range's line steeper), the fit keeps
+    both and predicts the larger of the two lines. Raises ValueError with fewer than 2 points of distinct sizes or
+    a time <= 0."""
+    pts = sorted((float(b), float(t)) for b, t in zip(sizes_bytes, times_s, strict=True))
+    if len({b for b, _ in pts}) < 2:
+        raise ValueError(f"{op} x{devices}: an α-β fit needs at least 2 distinct sizes (got {len(pts)} points)")
+    if any(t <= 0 or not math.isfinite(t) for _, t in pts):
+        raise ValueError(f"{op} x{devices}: times must be finite and > 0")
+    best = AlphaBeta(op, devices, *_line(pts, nonnegative=True), points=len(pts))
+    best_error = _error(best, pts)
+    for k in range(2, len(pts) - 1):
+        if len({b for b, _ in pts[:k]}) < 2 or len({b for b, _ in pts[k:]}) < 2:
+            continue
+        small, large = _line(pts[:k], nonnegative=True), _line(pts[k:], nonnegative=False)
+        if large[1] <= small[1]:
+            continue
+        fit = AlphaBeta(op, devices, *small, points=len(pts), large_alpha_s=large[0], large_beta_s_per_byte=large[1],
+                        break_bytes=pts[k][0])
+        error = _error(fit, pts)
+        if error < best_error:
+            best, best_error = fit, error
+    return dataclasses.replace(best, geomean_rel_error=best_error)
 
 
 def ddp_buckets(param_bytes: Sequence[int], cap_bytes: float,

@@ -36,7 +36,6 @@ def prediction_before_run(out: Path, study: str, cfg: TrainConfig, devices: int,
     single = [r for r in read_records(out / RESULTS_FILE, lambda _: None)
               if r["study"] == study and r["mode"] == "single" and r["devices"] == 1 and r["status"] == "ok"]
     epochs = [t for r in single for t in r["epoch_times_s"]]
-    steps = [t / s for r in single for t, s in zip(r["epoch_times_s"], r["steps_per_epoch"], strict=False) if s]
-    return predict(settings_of(cfg, devices, base_batch), newest,
-                   base_step_s=statistics.median(steps) if steps else None,
-                   base_epoch_s=statistics.median(epochs) if epochs else None)
+    steps = [s for r in single for s in r["steps_per_epoch"]]
+    return predict(settings_of(cfg, devices, base_batch), newest, base_epoch_s=statistics.median(epochs)
+                   if epochs else None, base_steps=statistics.median(steps) if steps else None)

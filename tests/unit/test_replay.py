@@ -29,6 +29,7 @@ def test_alpha_beta_fit_recovers_constructed_latency_and_bandwidth():
     fit = fit_alpha_beta("all_reduce", 2, sizes, [50e-6 + b / 1e9 for b in sizes])
     assert fit.alpha_s == pytest.approx(50e-6, rel=1e-6) and fit.beta_s_per_byte == pytest.approx(1e-9, rel=1e-6)
     assert fit.geomean_rel_error == pytest.approx(0, abs=1e-9) and fit.points == 12
+    assert fit.large_beta_s_per_byte is None  # one line fits: no second size range
     assert fit.time_s(1e6) == pytest.approx(50e-6 + 1e-3) and fit.time_s(0) == 0.0
 
 
@@ -42,6 +43,16 @@ def test_alpha_beta_fit_weights_small_messages_and_reports_its_error():
     assert flat.beta_s_per_byte == 0 and flat.alpha_s == pytest.approx(1e-3)
     with pytest.raises(ValueError, match="at least 2 distinct sizes"):
         fit_alpha_beta("all_reduce", 2, [4096, 4096], [1e-3, 2e-3])
+
+
+def test_a_token_bucket_link_fits_two_size_ranges():
+    # tbf: messages within the burst pass at line rate, larger ones at the shaped rate (less the burst)
+    sizes = [4096 * 2**k for k in range(13)]
+    burst, rate = 128 * 1024, 25e6
+    times = [2e-4 + max(0.0, b - burst) / rate + b / 5e9 for b in sizes]
+    fit = fit_alpha_beta("all_reduce", 2, sizes, times)
+    assert fit.large_beta_s_per_byte is not None and fit.bandwidth_bytes_per_s == pytest.approx(rate, rel=0.05)
+    assert fit.geomean_rel_error < 0.05
 
 
 def test_ddp_buckets_follow_torchs_assignment_with_a_small_first_bucket():
@@ -154,17 +165,22 @@ def comm_with_profile(alpha=1e-3, bw=1e8, kappa=1.2):
 
 
 def test_a_prediction_from_one_collective_record_with_its_band_and_baseline():
-    from bench.explain.prediction import BASELINE_SAME_RUN, Settings, fits_of, predict
+    from bench.explain.prediction import BASELINE_SAME_RUN, BASELINE_SINGLE_EPOCH, Settings, fits_of, predict
     rec = comm_with_profile()
     fits = fits_of(rec)
     assert fits["all_reduce"].alpha_s == pytest.approx(1e-3) and fits["all_reduce"].geomean_rel_error < 1e-9
     assert fits["broadcast"].alpha_s == pytest.approx(1e-3) and fits["broadcast"].points == 1
-    p = predict(Settings("ddp", 2, 256, 128, ddp_bucket_mb=25), rec, base_epoch_s=10.0)
-    assert p["baseline"] == BASELINE_SAME_RUN and p["base_step_s"] == 0.1 and p["buckets"] == 2
-    low, high = p["band_speedup"]
-    assert low <= p["predicted_speedup"] <= high <= 2  # the profile is stretched to the 0.2 s N-rank step
-    assert p["predicted_epoch_s"] == pytest.approx(10.0 / p["predicted_speedup"])
-    faster_link = predict(Settings("ddp", 2, 256, 128), comm_with_profile(bw=1e10), base_epoch_s=10.0)
+    p = predict(Settings("ddp", 2, 256, 128, ddp_bucket_mb=25), rec, base_epoch_s=10.0, base_steps=100)
+    assert p["baseline"] == BASELINE_SINGLE_EPOCH and p["steps_per_epoch"] == 50 and p["buckets"] == 2
+    assert p["predicted_epoch_s"] == pytest.approx(50 * p["predicted_step_s"])
+    assert p["predicted_speedup"] == pytest.approx(10.0 / p["predicted_epoch_s"])
+    low, high = p["band_epoch_s"]
+    assert low <= p["predicted_epoch_s"] <= high * 1.1  # κ may push the point a little past no overlap
+    same_run = predict(Settings("ddp", 2, 256, 128, ddp_bucket_mb=25), rec)
+    assert same_run["baseline"] == BASELINE_SAME_RUN and same_run["predicted_epoch_s"] is None
+    # the profile is stretched to the 0.2 s N-rank step; against the 0.1 s 1-rank step 2 devices gain < 1x
+    assert same_run["predicted_speedup"] == pytest.approx(0.1 / p["predicted_step_s"] * 2)
+    faster_link = predict(Settings("ddp", 2, 256, 128), comm_with_profile(bw=1e10), base_epoch_s=10.0, base_steps=100)
     assert faster_link["predicted_speedup"] > p["predicted_speedup"]  # more bandwidth never predicts slower
     assert predict(Settings("ddp", 2, 256, 128, ddp_comm_hook="powersgd"), rec) is None
     assert predict(Settings("single", 1, 128, 128), rec) is None
