@@ -20,8 +20,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 FIRST_BUCKET_BYTES = 1024 * 1024
-"""DDP's first bucket holds at most this much (torch.distributed._DEFAULT_FIRST_BUCKET_BYTES, 1 MiB), so the
-first all-reduce starts early in backward; the later ones use bucket_cap_mb."""
+"""With DDP's default bucket_cap_mb (none given), its first bucket closes at this size
+(torch.distributed._DEFAULT_FIRST_BUCKET_BYTES, 1 MiB), so the first all-reduce starts early in backward; with
+bucket_cap_mb given, as mgpu_core always gives it, the first bucket's limit is bucket_cap_mb too
+(torch.nn.parallel.distributed's BucketCapacityConfig)."""
 
 
 @dataclass(frozen=True)
@@ -254,16 +256,16 @@ def _accum(profile: ComputeProfile, grad_accum: int) -> list[Task]:
 
 
 def ddp_step(profile: ComputeProfile, all_reduce: AlphaBeta, cap_bytes: float, kappa: float = 1.0,
-             grad_accum: int = 1, bytes_scale: float = 1.0) -> Replay:
+             grad_accum: int = 1, bytes_scale: float = 1.0, first_bytes: float | None = None) -> Replay:
     """One DDP step: backward split where each bucket becomes ready; bucket i's all-reduce (α + β·bytes_i, bytes
     times `bytes_scale` for a bf16/fp16 hook) starts when it is ready and bucket i-1's has ended; the optimizer
     after the end of backward and of the last bucket. With grad_accum K, K-1 micro-batches without communication
-    come first."""
+    come first. `first_bytes`: the first bucket's limit (None: cap_bytes, as with bucket_cap_mb given)."""
     tasks = _accum(profile, grad_accum)
     prev = tasks[-1].name if tasks else None
     done_at = 0.0
     bucket_info = []
-    for i, members in enumerate(ddp_buckets(profile.param_bytes, cap_bytes)):
+    for i, members in enumerate(ddp_buckets(profile.param_bytes, cap_bytes, first_bytes or cap_bytes)):
         ready = max(profile.ready_s[j] for j in members)
         nbytes = sum(profile.param_bytes[j] for j in members)
         seg = f"bwd{i}"

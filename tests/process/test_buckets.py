@@ -13,6 +13,8 @@ def test_buckets_match_torchs_reducer(model, cap_mb):
         pytest.skip("this torch does not expose its bucket assignment")
     assert FIRST_BUCKET_BYTES == dist._DEFAULT_FIRST_BUCKET_BYTES
     params = [p for p in build_model(model, 10, 32).parameters()][::-1]  # DDP's initial order: reversed
-    theirs, _ = dist._compute_bucket_assignment_by_size(params, [FIRST_BUCKET_BYTES, cap_mb * 2**20])
-    ours = ddp_buckets([p.numel() * p.element_size() for p in params], cap_mb * 2**20)
-    assert ours == [list(b) for b in theirs]
+    sizes = [p.numel() * p.element_size() for p in params]
+    default, _ = dist._compute_bucket_assignment_by_size(params, [FIRST_BUCKET_BYTES, cap_mb * 2**20])
+    assert ddp_buckets(sizes, cap_mb * 2**20) == [list(b) for b in default]  # DDP's default cap
+    given, _ = dist._compute_bucket_assignment_by_size(params, [cap_mb * 2**20])
+    assert ddp_buckets(sizes, cap_mb * 2**20, first_bytes=cap_mb * 2**20) == [list(b) for b in given]

@@ -68,13 +68,18 @@ def profile(step=1.0, fwd=0.3, bwd_end=0.9, ready=(0.5, 0.7, 0.9), sizes=(2 * MI
 
 def test_one_bucket_starts_after_backward_and_delays_the_optimizer():
     p = profile()
-    r = ddp_step(p, ab(0.0, 0.1 / MIB), cap_bytes=100 * MIB)  # buckets: [first 2 MiB], [4 MiB]
+    r = ddp_step(p, ab(0.0, 0.1 / MIB), cap_bytes=100 * MIB, first_bytes=MIB)  # buckets: [2 MiB], [4 MiB]
     assert [b[3] for b in r.buckets] == [2 * MIB, 4 * MIB]
     assert [b[0] for b in r.buckets] == pytest.approx([0.5, 0.9])
     # bucket 0: 0.5-0.7; bucket 1 ready at 0.9: 0.9-1.3; optimizer 1.3-1.4
     assert r.buckets[1][1:3] == pytest.approx((0.9, 1.3))
     assert r.step_s == pytest.approx(1.4) and r.exposed_comm_s == pytest.approx(0.4)
     assert r.comm_s == pytest.approx(0.6) and r.overlap_share == pytest.approx(1 - 0.4 / 0.6)
+
+
+def test_a_given_bucket_cap_is_also_the_first_buckets():
+    r = ddp_step(profile(), ab(0.0, 0.1 / MIB), cap_bytes=100 * MIB)  # one bucket, ready at the end of backward
+    assert len(r.buckets) == 1 and r.step_s == pytest.approx(0.9 + 0.6 + 0.1) and r.overlap_share == 0
 
 
 def test_many_buckets_hide_all_but_the_last():
@@ -97,10 +102,11 @@ def test_communication_longer_than_backward_queues_the_buckets():
 
 def test_accumulation_computes_k_times_and_communicates_once():
     p = profile()
-    one = ddp_step(p, ab(0.0, 0.1 / MIB), cap_bytes=100 * MIB)
-    four = ddp_step(p, ab(0.0, 0.1 / MIB), cap_bytes=100 * MIB, grad_accum=4)
+    one = ddp_step(p, ab(0.0, 0.1 / MIB), cap_bytes=100 * MIB, first_bytes=MIB)
+    four = ddp_step(p, ab(0.0, 0.1 / MIB), cap_bytes=100 * MIB, grad_accum=4, first_bytes=MIB)
     assert four.comm_s == pytest.approx(one.comm_s)
-    assert four.step_s == pytest.approx(one.step_s + 3 * 0.9) and four.compute_s == pytest.approx(1.0 + 2.7)
+    assert four.step_s == pytest.approx(one.step_s + 3 * 0.9) and one.step_s == pytest.approx(1.4)
+    assert four.compute_s == pytest.approx(1.0 + 2.7)
 
 
 def test_a_bf16_hook_halves_the_bytes_on_the_wire():
@@ -171,7 +177,7 @@ def test_a_prediction_from_one_collective_record_with_its_band_and_baseline():
     assert fits["all_reduce"].alpha_s == pytest.approx(1e-3) and fits["all_reduce"].geomean_rel_error < 1e-9
     assert fits["broadcast"].alpha_s == pytest.approx(1e-3) and fits["broadcast"].points == 1
     p = predict(Settings("ddp", 2, 256, 128, ddp_bucket_mb=25), rec, base_epoch_s=10.0, base_steps=100)
-    assert p["baseline"] == BASELINE_SINGLE_EPOCH and p["steps_per_epoch"] == 50 and p["buckets"] == 2
+    assert p["baseline"] == BASELINE_SINGLE_EPOCH and p["steps_per_epoch"] == 50 and p["buckets"] == 1
     assert p["predicted_epoch_s"] == pytest.approx(50 * p["predicted_step_s"])
     assert p["predicted_speedup"] == pytest.approx(10.0 / p["predicted_epoch_s"])
     low, high = p["band_epoch_s"]
