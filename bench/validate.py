@@ -271,7 +271,8 @@ def main(argv: list[str] | None = None) -> int:
     def interrupted(signum, frame):
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, interrupted)
+    # Ctrl-C and a polite kill both end in the cleanup (SIGINT too where a shell started this with it ignored)
+    previous = {sig: signal.signal(sig, interrupted) for sig in (signal.SIGINT, signal.SIGTERM)}
     cells: list[dict] = []
     try:
         with two_hosts() as hosts:
@@ -289,7 +290,8 @@ def main(argv: list[str] | None = None) -> int:
         print("python -m bench.validate: interrupted; the namespaces and the link are removed", file=sys.stderr)
         return 130
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     stats = summary(cells)
     table = markdown(cells, stats)
     text = (f"# Validation of the point prediction\n\nCommand: `{command}`\n\nMachine: {machine()}\n\n{table}\n")
