@@ -47,6 +47,8 @@ class Explanation:
     """Share of the communication the replay hid behind compute."""
     ddp_overlap: float | None = None
     """Share DDP itself measured as hidden: overlap / backward communication (its logging data)."""
+    baseline: str | None = None
+    """What the point and its band are relative to (bench.explain.prediction)."""
 
 
 @dataclass(frozen=True)
@@ -83,7 +85,7 @@ def evidence_of(ok: list[dict]) -> Explanation:
     return Explanation(step_time_s=statistics.median(steps) if steps else None, rank_times_s=_median_lists(ranks),
                        data_wait_share=statistics.median(waits) if waits else 0.0, point=med("predicted_speedup"),
                        point_band=band[-1] if band else None, predicted_epoch_s=med("predicted_epoch_s"),
-                       replay_overlap=med("overlap_share"),
+                       replay_overlap=med("overlap_share"), baseline=preds[-1].get("baseline") if preds else None,
                        ddp_overlap=statistics.median(overlaps) if overlaps else None)
 
 

@@ -278,10 +278,13 @@ def verdict_lines(study: Study) -> list[str]:
 
 
 def overlap_lines(study: Study) -> list[str]:
-    """Per ddp row: the share of communication DDP measured as hidden beside the replay's, where both exist."""
-    return [f"- {r.label} x{r.devices}: overlap measured by DDP {r.explanation.ddp_overlap:.0%}, replayed "
-            f"{r.explanation.replay_overlap:.0%}" for r in study.rows
-            if r.explanation.ddp_overlap is not None and r.explanation.replay_overlap is not None]
+    """Which baseline the predictions use; per ddp row, the share of communication DDP measured as hidden beside
+    the replay's, where both exist."""
+    baselines = sorted({r.explanation.baseline for r in study.rows if r.explanation.baseline})
+    return ([f"The point and its band are relative to {' / '.join(baselines)}."] if baselines else []) + [
+        f"- {r.label} x{r.devices}: overlap measured by DDP {r.explanation.ddp_overlap:.0%}, replayed "
+        f"{r.explanation.replay_overlap:.0%}" for r in study.rows
+        if r.explanation.ddp_overlap is not None and r.explanation.replay_overlap is not None]
 
 
 def markdown_summary(study: Study, images: list[str]) -> str:

@@ -190,3 +190,20 @@ def test_a_prediction_from_one_collective_record_with_its_band_and_baseline():
     assert faster_link["predicted_speedup"] > p["predicted_speedup"]  # more bandwidth never predicts slower
     assert predict(Settings("ddp", 2, 256, 128, ddp_comm_hook="powersgd"), rec) is None
     assert predict(Settings("single", 1, 128, 128), rec) is None
+
+
+def test_the_table_shows_the_point_beside_the_band_and_the_residual_against_the_point():
+    from helpers import record
+
+    from bench.explain.goal import Goal
+    from bench.explain.prediction import BASELINE_SINGLE_EPOCH
+    from bench.render.summary import markdown_table, overlap_lines, summarize
+    ddp = record("ddp", 2, [6.0], steps=50)
+    ddp["prediction"] = {"predicted_speedup": 2.0, "band_speedup": [1.5, 2.0], "predicted_epoch_s": 5.0,
+                         "overlap_share": 0.4, "baseline": BASELINE_SINGLE_EPOCH}
+    ddp["ddp_overlap"] = {"overlap_s": 0.03, "backward_comm_s": 0.1}
+    study = summarize([record("single", 1, [10.0], steps=100), ddp], Goal())
+    table = markdown_table(study)
+    assert "| 2.00x [1.50-2.00x] | -17% (inside band) |" in table  # measured 10/6 = 1.67x against 2.00x
+    assert overlap_lines(study) == [f"The point and its band are relative to {BASELINE_SINGLE_EPOCH}.",
+                                    "- ddp x2: overlap measured by DDP 30%, replayed 40%"]
