@@ -161,8 +161,9 @@ def test_simulate_refuses_tasks_that_wait_on_each_other():
 
 def comm_with_profile(alpha=1e-3, bw=1e8, kappa=1.2):
     sizes = [4096 * 4**k for k in range(6)]
-    rows = [{"op": "all_reduce", "bytes": b, "time_s": alpha + b / bw} for b in sizes + [6 * MIB]]
-    rows += [{"op": "broadcast", "bytes": 6 * MIB, "time_s": 0.05}]
+    rows = [{"op": "all_reduce", "bytes": b, "time_s": alpha + b / bw, "busbw_bytes_per_s": b / (alpha + b / bw)}
+            for b in sizes + [6 * MIB]]
+    rows += [{"op": "broadcast", "bytes": 6 * MIB, "time_s": 0.05, "busbw_bytes_per_s": 6 * MIB / 0.05}]
     return {"devices": 2, "grad_bytes": 6 * MIB, "compute_step_s": 0.2, "compute_step_1_s": 0.1, "rows": rows,
             "compute_profile": {"param_names": ["a.weight", "a.bias", "b.weight"], "param_bytes": [2 * MIB, 0, 4 * MIB],
                                 "ready_s": [0.09, 0.09, 0.06], "forward_s": 0.03, "backward_end_s": 0.09,
