@@ -66,6 +66,9 @@ def study_inputs(path: Path) -> dict:
         raise PredictError(f"{results.parent / COMM_FILE}: no collective record with the compute profile (per-bucket "
                            "gradient-ready times); run bench.comm or the sweep without --no-comm")
     newest = max(profiled, key=lambda r: r["provenance"].get("timestamp") or "")
+    per_count = {}
+    for rec in sorted(profiled, key=lambda r: r["provenance"].get("timestamp") or ""):
+        per_count[rec["devices"]] = rec["compute_step_s"]  # the newest compute-only step at each measured count
     ddp = [r for r in records if r["mode"] == "ddp" and r["status"] == "ok"]
     study = summarize(records, Goal(), comm)
     measured = {r.devices: r.speedup for r in study.rows if r.mode == "ddp" and not r.variant and r.speedup}
@@ -73,7 +76,17 @@ def study_inputs(path: Path) -> dict:
             "profile_1": profile_of(newest).scaled(newest["compute_step_1_s"]),
             "bucket_bytes": (ddp[-1]["train_config"]["ddp_bucket_mb"] if ddp else 25.0) * 2**20,
             "scaling": single[-1]["scaling"], "largest": max(r["devices"] for r in records),
-            "measured": measured, "comm": newest, "title": study.title}
+            "measured": measured, "comm": newest, "title": study.title, "compute_at": per_count}
+
+
+def compute_at(inputs: dict, devices: int) -> float | None:
+    """The compute-only step per device at `devices`: measured there, else that of the largest measured count
+    below (held; under strong scaling in proportion to the batch share), else None (one device's)."""
+    below = [n for n in inputs["compute_at"] if n <= devices]
+    if not below or devices == 1:
+        return None
+    n = max(below)
+    return inputs["compute_at"][n] * (n / devices if inputs["scaling"] == "strong" else 1.0)
 
 
 def validated_error(path: Path | None) -> str:
@@ -179,14 +192,16 @@ def main(argv: list[str] | None = None) -> int:
     except (PredictError, ResultsError, ValueError) as exc:
         parser.error(str(exc))
     series = {name: [predict_count(inputs["profile_1"], n, link_for(n, ic, args.gpus_per_node),
-                                   inputs["bucket_bytes"], inputs["scaling"], inputs["largest"], kappa)
-                     for n in counts] for name, ic in links.items()}
+                                   inputs["bucket_bytes"], inputs["scaling"], inputs["largest"], kappa,
+                                   compute_at(inputs, n)) for n in counts] for name, ic in links.items()}
     text = table(series, inputs["base_epoch_s"], accuracy)
-    notes = [f"Compute per device is the measured device's ({inputs['title']}); {inputs['scaling']} scaling as in "
-             f"the study; counts beyond {EXTRAPOLATION_FACTOR}x the largest measured ({inputs['largest']}) are marked "
-             "extrapolated."] + [f"{name}: {ic.intra.source}" + (f"; beyond {args.gpus_per_node} per node: "
-                                                                 f"{ic.inter.source}" if args.gpus_per_node else "")
-                                 for name, ic in links.items()]
+    steps = ", ".join(f"{n}: {t * 1e3:.1f} ms" for n, t in sorted(inputs["compute_at"].items()))
+    notes = [f"Compute per device is the measured device's ({inputs['title']}), at the compute-only step measured "
+             f"with the most ranks up to each count ({steps}); {inputs['scaling']} scaling as in the study; counts "
+             f"beyond {EXTRAPOLATION_FACTOR}x the largest measured ({inputs['largest']}) are marked extrapolated."]
+    for name, ic in links.items():
+        inter = f"; beyond {args.gpus_per_node} per node: {ic.inter.source}" if args.gpus_per_node else ""
+        notes.append(f"{name}: {ic.intra.source}{inter}")
     out = (args.out or (args.study if args.study.is_dir() else args.study.parent)).expanduser()
     try:
         out.mkdir(parents=True, exist_ok=True)

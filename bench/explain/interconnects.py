@@ -158,16 +158,18 @@ class ScaledRow:
 
 
 def predict_count(profile_1: ComputeProfile, devices: int, link: Link, bucket_bytes: float, scaling: str,
-                  largest_measured: int, kappa: float = 1.0) -> ScaledRow:
+                  largest_measured: int, kappa: float = 1.0, compute_s: float | None = None) -> ScaledRow:
     """The replayed ddp step at `devices` over `link`, with compute per device from the measured device's profile
-    (`profile_1`, one device alone); weak scaling keeps the per-device batch (compute per step unchanged, the
-    speedup N x T1 / T_N), strong scaling splits a fixed global batch (compute per device in proportion to its
-    share, the speedup T1 / T_N). The speedup never exceeds N: compute never shrinks faster than the batch and
-    communication costs >= 0."""
+    (`profile_1`, one device alone), stretched to `compute_s` where the compute-only step at this count is known
+    (ranks that share a host are slower than one alone). Weak scaling keeps the per-device batch (compute per step
+    that of one device, the speedup N x T1 / T_N), strong scaling splits a fixed global batch (compute per device
+    in proportion to its share, the speedup T1 / T_N). The speedup never exceeds N: compute is never taken faster
+    than one device's share, and communication costs >= 0."""
     if devices < 1:
         raise ValueError(f"devices must be >= 1 (got {devices})")
     t1 = profile_1.step_s
-    profile = profile_1 if scaling == "weak" else profile_1.scaled(t1 / devices)
+    ideal = t1 if scaling == "weak" else t1 / devices
+    profile = profile_1.scaled(max(ideal, compute_s or ideal))
     if devices == 1:
         return ScaledRow(1, t1, 1.0, 1.0, (1.0, 1.0), "compute", False)
     ar = link.all_reduce(devices)

@@ -145,3 +145,14 @@ def test_a_malformed_nccl_tests_file_is_one_line(tmp_path, capsys):
     with pytest.raises(SystemExit):
         predict.main([str(study), "--nccl-tests", str(bad)])
     assert "nccl.txt: line 2: 7 columns" in capsys.readouterr().err
+
+
+def test_ranks_that_share_a_host_compute_slower_and_faster_is_never_taken():
+    link = Link(1e10, 1e-5, "t")
+    alone = predict_count(PROFILE, 2, link, 25 << 20, "weak", 2)
+    shared = predict_count(PROFILE, 2, link, 25 << 20, "weak", 2, compute_s=0.15)
+    assert shared.speedup < alone.speedup
+    assert predict_count(PROFILE, 2, link, 25 << 20, "weak", 2, compute_s=0.01).speedup == alone.speedup
+    inputs = {"compute_at": {1: 0.1, 2: 0.15}, "scaling": "weak"}
+    assert predict.compute_at(inputs, 8) == 0.15 and predict.compute_at(inputs | {"scaling": "strong"}, 8) == 0.0375
+    assert predict.compute_at(inputs, 1) is None
