@@ -336,7 +336,9 @@ def table(results: list[dict]) -> str:
             lines.append(f"| {res['devices']} {res['device_type']} | {r['op']} | {human_bytes(r['bytes'])}{mark} | "
                          f"{r['time_s'] * 1e3:.3f} | {r['algbw_bytes_per_s'] / 1e9:.3f} | "
                          f"{r['busbw_bytes_per_s'] / 1e9:.3f} | {r['check']} |")
-    steps = ", ".join(f"{r['devices']} ranks {r['compute_step_s'] * 1e3:.1f} ms" for r in results)
+    steps = ", ".join(f"{r['devices']} ranks {r['compute_step_s'] * 1e3:.1f} ms" + (
+        f" (1 rank alone, same run: {r['compute_step_1_s'] * 1e3:.1f} ms; contention κ "
+        f"{r['contention']['kappa']:.2f})" if r.get("compute_step_1_s") else "") for r in results)
     return "\n".join(lines) + f"\n\ncompute-only step (slowest rank): {steps}"
 
 
