@@ -14,7 +14,16 @@ import math
 import statistics
 from dataclasses import dataclass
 
-from bench.explain.replay import AlphaBeta, ComputeProfile, Replay, ddp_step, dp_step, fit_alpha_beta, fsdp_step
+from bench.explain.replay import (
+    AlphaBeta,
+    ComputeProfile,
+    MeasuredCollective,
+    Replay,
+    ddp_step,
+    dp_step,
+    fit_alpha_beta,
+    fsdp_step,
+)
 from bench.explain.scaling_model import speedup, step_band
 
 HOOK_BYTES = {"none": 1.0, "bf16": 0.5, "fp16": 0.5}
@@ -42,6 +51,18 @@ def fits_of(comm_record: dict) -> dict[str, AlphaBeta]:
             [(size, t)] = [(s, statistics.median(v)) for s, v in times.items()]
             fits[op] = AlphaBeta(op, devices, min(alpha, t), max(0.0, t - min(alpha, t)) / size, 0.0, 1)
     return fits
+
+
+def measured_of(comm_record: dict) -> dict[str, MeasuredCollective]:
+    """Per operation: its measured times (median per size), interpolated within the measured sizes, with its α-β
+    fit beyond them (bench.explain.replay.MeasuredCollective)."""
+    by_op: dict[str, dict[int, list[float]]] = {}
+    for row in comm_record["rows"]:
+        by_op.setdefault(row["op"], {}).setdefault(row["bytes"], []).append(row["time_s"])
+    fits = fits_of(comm_record)
+    return {op: MeasuredCollective(fits[op], tuple(sorted(times)),
+                                   tuple(statistics.median(times[s]) for s in sorted(times)))
+            for op, times in by_op.items()}
 
 
 def profile_of(comm_record: dict) -> ComputeProfile | None:
@@ -90,11 +111,12 @@ class Settings:
     fsdp_wrap: str = "layer"
 
 
-def replay(settings: Settings, comm_record: dict) -> Replay | None:
+def replay(settings: Settings, comm_record: dict, alpha_beta_only: bool = False) -> Replay | None:
     """The replayed step of `settings` at the record's device count, or None where the model has nothing to say
-    (no compute profile, a PowerSGD hook, a mode without communication)."""
+    (no compute profile, a PowerSGD hook, a mode without communication). Collective times are the measured ones
+    interpolated within the sweep's sizes and the α-β fit beyond (only the fit with `alpha_beta_only`)."""
     profile = profile_of(comm_record)
-    fits = fits_of(comm_record)
+    fits = fits_of(comm_record) if alpha_beta_only else measured_of(comm_record)
     k = settings.grad_accum
     if profile is None or settings.mode == "single":
         return None
@@ -123,6 +145,7 @@ def predict(settings: Settings, comm_record: dict, base_epoch_s: float | None = 
     rep = replay(settings, comm_record)
     if rep is None:
         return None
+    alpha_beta_only = replay(settings, comm_record, alpha_beta_only=True)
     fits = fits_of(comm_record)
     k = settings.grad_accum
     measured = {r["op"]: r["time_s"] for r in comm_record["rows"] if r["bytes"] == comm_record["grad_bytes"]}
@@ -146,6 +169,7 @@ def predict(settings: Settings, comm_record: dict, base_epoch_s: float | None = 
         return None
     return {
         "predicted_step_s": rep.step_s,
+        "predicted_step_alpha_beta_s": alpha_beta_only.step_s,
         "predicted_speedup": point,
         "band_speedup": [low, high],
         "predicted_epoch_s": epoch,

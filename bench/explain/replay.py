@@ -14,6 +14,7 @@ two streams, compute and communication. Pure: numbers in, numbers out (no torch,
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import math
 from collections.abc import Sequence
@@ -108,6 +109,33 @@ def fit_alpha_beta(op: str, devices: int, sizes_bytes: Sequence[float], times_s:
         if error < best_error:
             best, best_error = fit, error
     return dataclasses.replace(best, geomean_rel_error=best_error)
+
+
+@dataclass(frozen=True)
+class MeasuredCollective:
+    """A collective as measured: within the measured sizes, the time interpolated between the two neighbouring
+    sizes (linear in log size and log time, as the sweep doubles its sizes); outside them, the α-β fit."""
+    fit: AlphaBeta
+    sizes_bytes: tuple[float, ...]
+    times_s: tuple[float, ...]
+
+    @property
+    def alpha_s(self) -> float:
+        return self.fit.alpha_s
+
+    def time_s(self, nbytes: float) -> float:
+        """Seconds for a collective of `nbytes` (0 bytes: 0 s)."""
+        sizes, times = self.sizes_bytes, self.times_s
+        if nbytes <= 0:
+            return 0.0
+        if not sizes or nbytes < sizes[0] or nbytes > sizes[-1]:
+            return self.fit.time_s(nbytes)
+        i = bisect.bisect_left(sizes, nbytes)
+        if sizes[i] == nbytes:
+            return times[i]
+        (b0, t0), (b1, t1) = (sizes[i - 1], times[i - 1]), (sizes[i], times[i])
+        share = math.log(nbytes / b0) / math.log(b1 / b0)
+        return math.exp(math.log(t0) + share * math.log(t1 / t0))
 
 
 def ddp_buckets(param_bytes: Sequence[int], cap_bytes: float,
@@ -255,7 +283,7 @@ def _accum(profile: ComputeProfile, grad_accum: int) -> list[Task]:
     return [Task("micro", "compute", profile.backward_end_s * (grad_accum - 1))] if grad_accum > 1 else []
 
 
-def ddp_step(profile: ComputeProfile, all_reduce: AlphaBeta, cap_bytes: float, kappa: float = 1.0,
+def ddp_step(profile: ComputeProfile, all_reduce: AlphaBeta | MeasuredCollective, cap_bytes: float, kappa: float = 1.0,
              grad_accum: int = 1, bytes_scale: float = 1.0, first_bytes: float | None = None) -> Replay:
     """One DDP step: backward split where each bucket becomes ready; bucket i's all-reduce (α + β·bytes_i, bytes
     times `bytes_scale` for a bf16/fp16 hook) starts when it is ready and bucket i-1's has ended; the optimizer

@@ -208,3 +208,14 @@ def test_the_table_shows_the_point_beside_the_band_and_the_residual_against_the_
     assert "| 2.00x [1.50-2.00x] | -17% (inside band) |" in table  # measured 10/6 = 1.67x against 2.00x
     assert overlap_lines(study) == [f"The point and its band are relative to {BASELINE_SINGLE_EPOCH}.",
                                     "- ddp x2: overlap measured by DDP 30%, replayed 40%"]
+
+
+def test_measured_collectives_interpolate_inside_the_sweep_and_fit_beyond():
+    from bench.explain.replay import MeasuredCollective
+    fit = AlphaBeta("all_reduce", 2, 1e-3, 1e-9)
+    curve = MeasuredCollective(fit, (1024.0, 4096.0), (1e-3, 4e-3))
+    assert curve.time_s(1024) == 1e-3 and curve.time_s(4096) == 4e-3
+    assert curve.time_s(2048) == pytest.approx(2e-3)  # linear in log-log between neighbours
+    assert curve.time_s(1e9) == fit.time_s(1e9) and curve.time_s(0) == 0.0
+    one = MeasuredCollective(fit, (4096.0,), (5e-3,))
+    assert one.time_s(4096) == 5e-3 and one.time_s(100) == fit.time_s(100)
