@@ -21,7 +21,8 @@ import torch.distributed as dist
 from mgpu_core.config import ConfigError, TrainConfig
 from mgpu_core.distributed import DistEnv, all_reduce_to_host, barrier, device_synchronize
 from mgpu_core.models import build_model, gradient_bytes
-from mgpu_core.synthetic import NUM_CLASSES
+from mgpu_core.pipelines import build_pipelines
+from mgpu_core.synthetic import NUM_CLASSES, synthetic_cifar
 from mgpu_core.trainer import make_runner
 
 from .bandwidth import algbw, busbw
@@ -159,30 +160,36 @@ def time_collective(env: DistEnv, op: str, nbytes: int, comm: CommConfig) -> flo
     return statistics.median(slowest)
 
 
+WARMUP_STEPS = 3
+"""Untimed compute-only steps before the timed ones."""
+
+
 def _compute_setup(cfg: TrainConfig, env: DistEnv, steps: int):
-    """(runner, batch, bare model) of the compute-only step: the training recipe without communication."""
+    """(runner, batches, bare model) of the compute-only step: the training recipe without communication, fed by
+    the training pipeline (the device pipeline's per-step augmentation and layout, or the DataLoader) over
+    synthetic images at the dataset's native 32 px, so each step does the per-step work training does. `batches`
+    is the pipeline, sized for WARMUP_STEPS + `steps` steps on every rank."""
     torch.manual_seed(cfg.seed)
     torch.backends.cudnn.benchmark = cfg.cudnn_benchmark  # as training sets it
     model = build_model(cfg.model, NUM_CLASSES, cfg.image_size).to(env.device)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     runner = make_runner(model, cfg, env, steps_per_epoch=steps)
-    x = torch.randn(cfg.batch_size, 3, cfg.image_size, cfg.image_size, device=env.device)
-    if cfg.channels_last:
-        x = x.contiguous(memory_format=torch.channels_last)
-    batch = (x, torch.randint(0, NUM_CLASSES, (cfg.batch_size,), device=env.device))
-    return runner, batch, model
+    samples = cfg.batch_size * cfg.devices_per_process * (WARMUP_STEPS + steps) * env.world_size * cfg.grad_accum
+    data = synthetic_cifar(samples, 1, cfg.seed, 32)
+    batches, _ = build_pipelines(cfg, data, env)
+    return runner, batches, model
 
 
 def compute_step_time(cfg: TrainConfig, env: DistEnv, steps: int) -> float:
-    """Compute-only training step (no gradient communication) on every rank at once, as the ranks share the
-    host(s) in training; the slowest rank's mean step time."""
-    runner, batch, _ = _compute_setup(cfg, env, steps)
-    runner.run([batch] * 3)
+    """Compute-only training step (no gradient communication, the pipeline's per-step work included) on every rank
+    at once, as the ranks share the host(s) in training; the slowest rank's mean step time."""
+    runner, batches, _ = _compute_setup(cfg, env, steps)
+    runner.run(batches, max_steps=WARMUP_STEPS)
     barrier(env)
     device_synchronize(env)
     start = time.perf_counter()
-    runner.run([batch] * steps)
+    runner.run(batches, max_steps=steps)
     device_synchronize(env)
     [slowest] = all_reduce_to_host(env, [(time.perf_counter() - start) / steps], dist.ReduceOp.MAX)
     return slowest
@@ -194,11 +201,11 @@ def compute_step_time_alone(cfg: TrainConfig, env: DistEnv, steps: int) -> float
     like); its mean step time, the same on every rank."""
     step_s = 0.0
     if env.rank == 0:
-        runner, batch, _ = _compute_setup(cfg, env, steps)
-        runner.run([batch] * 3)
+        runner, batches, _ = _compute_setup(cfg, env, steps)
+        runner.run(batches, max_steps=WARMUP_STEPS)
         device_synchronize(env)
         start = time.perf_counter()
-        runner.run([batch] * steps)
+        runner.run(batches, max_steps=steps)
         device_synchronize(env)
         step_s = (time.perf_counter() - start) / steps
     [step_s] = all_reduce_to_host(env, [step_s], dist.ReduceOp.MAX)
@@ -211,8 +218,9 @@ def compute_profile(cfg: TrainConfig, env: DistEnv, steps: int = 3) -> dict:
     CUDA). Per parameter in definition order: name, gradient bytes, ready time from the step's start (median over
     `steps`); plus forward_s (backward's start), backward_end_s and step_s (optimizer's end). This rank's view."""
     cfg = dataclasses.replace(cfg, grad_accum=1)
-    runner, batch, model = _compute_setup(cfg, env, steps)
-    runner.run([batch] * 2)
+    runner, batches, model = _compute_setup(cfg, env, steps)
+    runner.run(batches, max_steps=2)
+    batch = next(iter(batches))
     params = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
     clock = [0.0]
     ready: list[float] = [math.nan] * len(params)
@@ -264,14 +272,14 @@ def contention(cfg: TrainConfig, env: DistEnv, steps: int, nbytes: int, collecti
     """κ: how much slower the compute-only step runs while all-reduces of `nbytes` (each `collective_s` alone) run
     beside it, every rank computing; both step times are the slowest rank's. The all-reduces are queued
     asynchronously before the timed steps and waited for after them (off the clock)."""
-    runner, batch, _ = _compute_setup(cfg, env, steps)
-    runner.run([batch] * 3)
+    runner, batches, _ = _compute_setup(cfg, env, steps)
+    runner.run(batches, max_steps=WARMUP_STEPS)
 
     def timed() -> float:
         barrier(env)
         device_synchronize(env)
         start = time.perf_counter()
-        runner.run([batch] * steps)
+        runner.run(batches, max_steps=steps)
         device_synchronize(env)
         return (time.perf_counter() - start) / steps
 
@@ -282,7 +290,7 @@ def contention(cfg: TrainConfig, env: DistEnv, steps: int, nbytes: int, collecti
     works = [dist.all_reduce(out, async_op=True) for _ in range(ops)]
     device_synchronize(env)
     timed_start = time.perf_counter()
-    runner.run([batch] * steps)
+    runner.run(batches, max_steps=steps)
     device_synchronize(env)
     timed_local = (time.perf_counter() - timed_start) / steps
     pending = sum(not w.is_completed() for w in works)
