@@ -254,6 +254,8 @@ class Sweep:
             self.record(entry, status, error=outcome.error, wall_s=outcome.wall_s, prediction=prediction)
             return f"{'timeout' if outcome.timed_out else 'FAILED'}: {outcome.error}"
         record = self.record(entry, "ok", result=result, wall_s=outcome.wall_s, prediction=prediction)
+        predicted = (prediction or {}).get("predicted_epoch_s")
         return (f"ok  epoch {statistics.median(record['epoch_times_s']):.2f} s  "
-                f"{statistics.median(record['samples_per_s']):,.0f} samples/s  val acc {record['val_acc']:.2%}  "
+                + (f"(predicted {predicted:.2f} s)  " if predicted else "")
+                + f"{statistics.median(record['samples_per_s']):,.0f} samples/s  val acc {record['val_acc']:.2%}  "
                 f"({outcome.wall_s:.0f} s with start-up)")
