@@ -73,6 +73,7 @@ def study_inputs(path: Path) -> dict:
     study = summarize(records, Goal(), comm)
     measured = {r.devices: r.speedup for r in study.rows if r.mode == "ddp" and not r.variant and r.speedup}
     return {"base_epoch_s": statistics.median(t for r in single for t in r["epoch_times_s"]),
+            "base_steps": statistics.median(s for r in single for s in r["steps_per_epoch"]),
             "profile_1": profile_of(newest).scaled(newest["compute_step_1_s"]),
             "bucket_bytes": (ddp[-1]["train_config"]["ddp_bucket_mb"] if ddp else 25.0) * 2**20,
             "scaling": single[-1]["scaling"], "largest": max(r["devices"] for r in records),
@@ -101,14 +102,20 @@ def validated_error(path: Path | None) -> str:
             f"bench.validate ({path})")
 
 
-def table(series: dict[str, list[ScaledRow]], base_epoch_s: float, accuracy: str) -> str:
+def epoch_s(row: ScaledRow, base_steps: float, scaling: str) -> float:
+    """Predicted epoch: the baseline's steps per epoch, divided by the devices under weak scaling (the global batch
+    grows with them), times the predicted step."""
+    return base_steps / (row.devices if scaling == "weak" else 1) * row.step_s
+
+
+def table(series: dict[str, list[ScaledRow]], base_steps: float, scaling: str, accuracy: str) -> str:
     lines = [f"All numbers are predicted; {accuracy}.", "",
              "| devices | interconnect | predicted speedup | predicted epoch s | efficiency "
              "| band [no overlap-overlap] | dominant cost |", "|---|---|---|---|---|---|---|"]
     for name, rows in series.items():
         for r in rows:
             mark = " (extrapolated)" if r.extrapolated else ""
-            lines.append(f"| {r.devices}{mark} | {name} | {r.speedup:.2f}x | {base_epoch_s / r.speedup:.2f} "
+            lines.append(f"| {r.devices}{mark} | {name} | {r.speedup:.2f}x | {epoch_s(r, base_steps, scaling):.2f} "
                          f"| {r.efficiency:.0%} | {r.band_speedup[0]:.2f}-{r.band_speedup[1]:.2f}x | {r.dominant} |")
     return "\n".join(lines)
 
@@ -194,11 +201,13 @@ def main(argv: list[str] | None = None) -> int:
     series = {name: [predict_count(inputs["profile_1"], n, link_for(n, ic, args.gpus_per_node),
                                    inputs["bucket_bytes"], inputs["scaling"], inputs["largest"], kappa,
                                    compute_at(inputs, n)) for n in counts] for name, ic in links.items()}
-    text = table(series, inputs["base_epoch_s"], accuracy)
+    text = table(series, inputs["base_steps"], inputs["scaling"], accuracy)
     steps = ", ".join(f"{n}: {t * 1e3:.1f} ms" for n, t in sorted(inputs["compute_at"].items()))
     notes = [f"Compute per device is the measured device's ({inputs['title']}), at the compute-only step measured "
              f"with the most ranks up to each count ({steps}); {inputs['scaling']} scaling as in the study; counts "
-             f"beyond {EXTRAPOLATION_FACTOR}x the largest measured ({inputs['largest']}) are marked extrapolated."]
+             f"beyond {EXTRAPOLATION_FACTOR}x the largest measured ({inputs['largest']}) are marked extrapolated. "
+             "Speedups are against one device's compute-only step (the collective benchmark's 1-rank step); the "
+             f"epoch is the baseline's {inputs['base_steps']:g} steps per epoch, per the batch, x the predicted step."]
     for name, ic in links.items():
         inter = f"; beyond {args.gpus_per_node} per node: {ic.inter.source}" if args.gpus_per_node else ""
         notes.append(f"{name}: {ic.intra.source}{inter}")

@@ -8,8 +8,9 @@ import sys
 import pytest
 from helpers import TRAIN_TINY, sweep
 
-VALIDATED_ERROR = 0.30
-"""The largest error of the point prediction in docs/prediction.md's validation table (bench.validate), rounded up."""
+VALIDATED_ERROR = 0.45
+"""The largest error of the point prediction in docs/prediction.md's validation tables (bench.validate: -43.8 %),
+rounded up: the error this loaded testbed has shown, not a target."""
 
 
 @pytest.mark.slow
@@ -25,7 +26,7 @@ def test_predict_from_a_measured_two_device_study_is_within_the_validated_error(
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     [row] = [line for line in done.stdout.splitlines() if line.startswith("| 2 | this study's gloo x2 |")]
-    predicted = float(row.split("|")[3].strip().rstrip("x"))
-    measured = statistics.median(single["epoch_times_s"]) / statistics.median(ddp2["epoch_times_s"])
-    assert abs(predicted / measured - 1) <= VALIDATED_ERROR, (predicted, measured)
+    predicted = float(row.split("|")[4])  # the predicted epoch (the speedup's baseline is one device's compute)
+    measured = statistics.median(ddp2["epoch_times_s"])
+    assert abs(predicted / measured - 1) <= VALIDATED_ERROR, (predicted, measured, single["epoch_times_s"])
     assert (tmp_path / "predict.png").stat().st_size > 0
