@@ -21,6 +21,7 @@ from .distributed import DistEnv, all_gather_to_host, all_reduce_to_host, barrie
 from .hardware import bf16_supported, device_name
 from .image_arrays import ImageArrays
 from .models import build_model, flops_per_sample, gradient_bytes, parameter_count, peak_tflops
+from .overlap import ddp_overlap
 from .parallel import gradient_sync, reset_comm_hook_state, unwrap, wrap_model
 from .pipelines import build_pipelines, last_batch_size
 from .recipe import global_batch, lr_multiplier, lr_scale, make_optimizer
@@ -102,6 +103,8 @@ class RunResult:
     resident_data_bytes: int = 0
     """Bytes of the dataset (train and test) held on the training device by this rank (device pipeline); 0 when
     the DataLoader keeps it in host memory."""
+    ddp_overlap: dict | None = None
+    """ddp: DDP's own averages of backward compute, communication and their overlap (mgpu_core.overlap)."""
 
     @property
     def final_val_acc(self) -> float:
@@ -368,4 +371,5 @@ def train_and_evaluate(cfg: TrainConfig, env: DistEnv, data: ImageArrays,
             f"{record.samples_per_s_per_device * flops / 1e12:.3g} TFLOP/s/device)  loss {record.loss:.4f}  "
             f"train acc {record.train_acc:.2%}  val acc {evaluation.accuracy:.2%}")
     result.peak_memory_bytes = [int(m) for [m] in all_gather_to_host(env, [peak])]
+    result.ddp_overlap = ddp_overlap(model)
     return result, model

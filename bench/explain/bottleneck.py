@@ -38,6 +38,19 @@ class Explanation:
     """(lowest, highest) predicted speedup against the baseline."""
     residual: float | None = None
     bottleneck: str = ""
+    point: float | None = None
+    """The point prediction of the speedup, made before the configuration ran (median over its trials)."""
+    point_band: tuple[float, float] | None = None
+    """The band the prediction came with (same baseline as the point)."""
+    point_residual: float | None = None
+    """Measured speedup / predicted point - 1 (negative: slower than predicted)."""
+    predicted_epoch_s: float | None = None
+    replay_overlap: float | None = None
+    """Share of the communication the replay hid behind compute."""
+    ddp_overlap: float | None = None
+    """Share DDP itself measured as hidden: overlap / backward communication (its logging data)."""
+    baseline: str | None = None
+    """What the point and its band are relative to (bench.explain.prediction)."""
 
 
 @dataclass(frozen=True)
@@ -63,8 +76,19 @@ def evidence_of(ok: list[dict]) -> Explanation:
     waits = [max(w / t for w, t in zip(wait, times, strict=True) if t > 0)
              for r in ok for wait, times in zip(r.get("rank_data_wait_s", []), r.get("rank_epoch_times_s", []),
                                                 strict=False) if wait and times]
+    preds = [r["prediction"] for r in ok if r.get("prediction")]
+    overlaps = [o["overlap_s"] / o["backward_comm_s"] for r in ok if (o := r.get("ddp_overlap"))
+                and o.get("backward_comm_s")]
+
+    def med(key: str) -> float | None:
+        values = [p[key] for p in preds if p.get(key) is not None]
+        return statistics.median(values) if values else None
+    band = [tuple(p["band_speedup"]) for p in preds if p.get("band_speedup")]
     return Explanation(step_time_s=statistics.median(steps) if steps else None, rank_times_s=_median_lists(ranks),
-                       data_wait_share=statistics.median(waits) if waits else 0.0)
+                       data_wait_share=statistics.median(waits) if waits else 0.0, point=med("predicted_speedup"),
+                       point_band=band[-1] if band else None, predicted_epoch_s=med("predicted_epoch_s"),
+                       replay_overlap=med("overlap_share"), baseline=preds[-1].get("baseline") if preds else None,
+                       ddp_overlap=statistics.median(overlaps) if overlaps else None)
 
 
 def comm_points(comm_records: list[dict], device_type: str, precision: str, batch_of, model: str = "simplecnn"
@@ -116,7 +140,12 @@ def explain(rows, base, comm_records: list[dict], device_type: str, precision: s
                                    mode_comm_s(row.mode, point) * HOOK_BYTES[row.comm_hook])
             if e.band:
                 e.predicted = speedup_band(base_step, base_gb, e.band, step_batch(row.devices) * k)
+            if e.point_band:  # the band made with the prediction, from the same run's 1-rank step
+                e.predicted = e.point_band
+            if e.predicted:
                 e.residual = residual(row.speedup, *e.predicted)
+            if e.point:
+                e.point_residual = row.speedup / e.point - 1
         if base_step is None:
             e.bottleneck = "no 1-device single baseline to explain against (add single to --modes)"
             continue

@@ -54,9 +54,10 @@ def _digest(value: object) -> str:
 
 def make_record(*, cfg: TrainConfig, devices: int, trial: int, scaling: str, device_type: str, status: str,
                 provenance: dict, target_val_acc: float, result: dict | None = None, error: str | None = None,
-                wall_s: float | None = None) -> dict:
+                wall_s: float | None = None, prediction: dict | None = None) -> dict:
     """The record of one configuration-trial; `result` is RunResult.to_dict() when it ran to the end.
-    `target_val_acc` is a fraction."""
+    `target_val_acc` is a fraction. `prediction` is the point prediction made before it ran
+    (bench.explain.prediction.predict), with its band."""
     assert status in STATUSES
     epochs = result["epochs"] if result else []
     val_accs = [e["accuracy"] for e in result["evals"]] if result else []
@@ -106,6 +107,9 @@ def make_record(*, cfg: TrainConfig, devices: int, trial: int, scaling: str, dev
         "dataset": result["dataset"] if result else None,
         "device_name": result["device_name"] if result else None,
         "train_config": cfg.to_dict(),
+        "prediction": prediction,
+        "predicted_epoch_s": (prediction or {}).get("predicted_epoch_s"),
+        "ddp_overlap": result.get("ddp_overlap") if result else None,
         "result": result,
         "provenance": provenance,
     }

@@ -137,6 +137,10 @@ def draw_speedup(ax, study: StudySummary) -> None:
         points = [(r.devices, r.speedup) for r in rows if r.speedup is not None]
         if points:
             ax.plot(*zip(*points, strict=True), marker="o", label=label, **_style(rows))
+        predicted = [(r.devices, r.explanation.point) for r in rows if r.explanation.point]
+        if predicted:  # the point prediction made before the row ran
+            ax.plot(*zip(*predicted, strict=True), marker="D", linestyle="none", markerfacecolor="none",
+                    markersize=9, color=COLORS[rows[0].mode], label=f"{label} predicted")
     ax.plot(_ideal_counts(study), _ideal_counts(study), "k--", alpha=0.5, label="ideal")
     ax.axhline(study.goal.min_speedup, color="tab:red", alpha=0.6, linestyle=":",
                label=f"goal: epoch -{pct(study.goal.min_time_cut)}")

@@ -235,7 +235,8 @@ def _judge(study: StudySummary) -> None:
 def markdown_table(study: StudySummary) -> str:
     peak = " | MFU" if study.peak_tflops else ""
     head = ("| devices | mode | status | epoch time s (median [min-max]) | samples/s | samples/s/device "
-            f"| TFLOP/s/device{peak} | speedup | predicted [no overlap-overlap] | residual | efficiency | val acc "
+            f"| TFLOP/s/device{peak} | speedup | predicted point [no overlap-overlap] | residual | efficiency "
+            "| val acc "
             f"| time to {pct(study.goal.min_val_acc)} | goal met | bottleneck | peak memory |")
     lines = [head, "|" + "---|" * (head.count(" | ") + 1)]
     for r in study.rows:
@@ -251,7 +252,11 @@ def markdown_table(study: StudySummary) -> str:
             reach += f" ({r.reached}/{r.trials_ok})"
         e = r.explanation
         predicted = f"{e.predicted[0]:.2f}-{e.predicted[1]:.2f}x" if e.predicted else "-"
+        if e.point:
+            predicted = f"{e.point:.2f}x [{predicted}]"
         resid = "-" if e.residual is None else ("inside" if e.residual == 0 else f"{e.residual:+.0%}")
+        if e.point_residual is not None:  # against the point; the band's verdict in words
+            resid = f"{e.point_residual:+.0%} ({'inside' if not e.residual else 'outside'} band)"
         tflops = f"{r.tflops_per_device:.3g}" if r.tflops_per_device else "-"
         if study.peak_tflops:
             tflops += f" | {r.mfu:.1%}" if r.mfu is not None else " | -"
@@ -281,13 +286,25 @@ def verdict_lines(study: StudySummary) -> list[str]:
     return lines
 
 
+def overlap_lines(study: StudySummary) -> list[str]:
+    """Which baseline the predictions use; per ddp row, the share of communication DDP measured as hidden beside
+    the replay's, where both exist."""
+    baselines = sorted({r.explanation.baseline for r in study.rows if r.explanation.baseline})
+    return ([f"The point and its band are relative to {' / '.join(baselines)}."] if baselines else []) + [
+        f"- {r.label} x{r.devices}: overlap measured by DDP {r.explanation.ddp_overlap:.0%}, replayed "
+        f"{r.explanation.replay_overlap:.0%}" for r in study.rows
+        if r.explanation.ddp_overlap is not None and r.explanation.replay_overlap is not None]
+
+
 def markdown_summary(study: StudySummary, images: list[str]) -> str:
     notes = [f"- {r.label} x{r.devices}: {r.status}: {r.note}" for r in study.rows if r.note]
     parts = [f"# Scaling study\n\n{study.title}.\n", *([study.topology + "\n"] if study.topology else []),
              goal_line(study) + "\n", markdown_table(study), "",
-             "predicted: the scaling model's speedup range from the collective benchmark (no overlap to full "
-             "overlap of compute and communication); residual: how far the measurement lies outside it; the "
-             "bottleneck verdicts and their thresholds are explained in the README.", ""]
+             "predicted: the scaling model's point prediction of the speedup, made before the configuration ran "
+             "(α-β collectives, DDP's buckets replayed against the measured gradient-ready times, contention; "
+             "docs/prediction.md), and its range from no overlap to full overlap of compute and communication; "
+             "residual: the measurement against the point, and whether it lies inside the band; the bottleneck "
+             "verdicts and their thresholds are explained in the README.", *overlap_lines(study), ""]
     if notes:
         parts += ["Failed and skipped configurations:\n", *notes, ""]
     parts += [f"![{name}]({name})" for name in images]

@@ -21,6 +21,7 @@ from bench.run.launch import Outcome, child_command
 from bench.run.node_schedule import Launch, NodeSchedule, NodeScheduleError, bound_s
 from bench.run.nodes import Nodes, Rendezvous, rendezvous
 from bench.run.plan import Cell
+from bench.run.prediction import prediction_before_run
 from bench.run.provenance import collect
 from bench.run.sweep_config import SweepConfig
 from mgpu_core.cli_args import config_to_argv
@@ -63,13 +64,13 @@ class Sweep:
         return self.out / RESULTS_FILE
 
     def record(self, cell: Cell, status: str, *, result: dict | None = None, error: str | None = None,
-               wall_s: float | None = None) -> dict:
+               wall_s: float | None = None, prediction: dict | None = None) -> dict:
         """Build and append the record of one configuration-trial, whatever its outcome."""
         cfg = cell.config
         record = make_record(cfg=cfg, devices=cell.devices, trial=cell.trial, scaling=self.sweep.scaling,
                              device_type=self.device_type, status=status, result=result, error=error, wall_s=wall_s,
                              provenance=collect(cfg.precision, cfg.seed, self.command_line, result, cell.nodes),
-                             target_val_acc=self.goal.min_val_acc)
+                             target_val_acc=self.goal.min_val_acc, prediction=prediction)
         append_record(self.results, record)
         return record
 
@@ -176,9 +177,10 @@ class Sweep:
                 else:
                     bar.set_description(name)
                     seen = bar.n
+                    prediction = self.predict(cell)  # before it runs, from what was measured before
                     outcome, result = self.launch(cell, lambda: bar.update(1))
                     bar.update(seen + self.base.epochs - bar.n)  # a failed configuration's unfinished epochs
-                    tqdm.write(f"{name}: {self._finish(cell, outcome, result)}")
+                    tqdm.write(f"{name}: {self._finish(cell, outcome, result, prediction)}")
 
     def _take_part(self, cells: list[Cell], schedule: NodeSchedule) -> None:
         """Follow node 0's list of launches that span nodes; NodeScheduleError where node 0 is lost or its study
@@ -204,13 +206,19 @@ class Sweep:
             print(f"{cell.label} trial {cell.trial}: " + (f"FAILED here: {outcome.error}" if outcome.error
                                                           else "done here"), flush=True)
 
-    def _finish(self, cell: Cell, outcome: Outcome, result: dict | None) -> str:
+    def predict(self, cell: Cell) -> dict | None:
+        """The point prediction of `cell` from the study's records so far (bench.run.prediction)."""
+        return prediction_before_run(self.out, cell.study_id, cell.config, cell.devices, self.base.batch_size)
+
+    def _finish(self, cell: Cell, outcome: Outcome, result: dict | None, prediction: dict | None = None) -> str:
         """Record a launched configuration; the progress line that says how it went."""
         if outcome.error is not None:
             status = "timeout" if outcome.timed_out else "failed"
-            self.record(cell, status, error=outcome.error, wall_s=outcome.wall_s)
+            self.record(cell, status, error=outcome.error, wall_s=outcome.wall_s, prediction=prediction)
             return f"{'timeout' if outcome.timed_out else 'FAILED'}: {outcome.error}"
-        record = self.record(cell, "ok", result=result, wall_s=outcome.wall_s)
+        record = self.record(cell, "ok", result=result, wall_s=outcome.wall_s, prediction=prediction)
+        predicted = (prediction or {}).get("predicted_epoch_s")
         return (f"ok  epoch {statistics.median(record['epoch_times_s']):.2f} s  "
-                f"{statistics.median(record['samples_per_s']):,.0f} samples/s  val acc {record['val_acc']:.2%}  "
+                + (f"(predicted {predicted:.2f} s)  " if predicted else "")
+                + f"{statistics.median(record['samples_per_s']):,.0f} samples/s  val acc {record['val_acc']:.2%}  "
                 f"({outcome.wall_s:.0f} s with start-up)")

@@ -42,7 +42,10 @@ def test_sweep_end_to_end_then_resume(tmp_path):
     header = next(line for line in proc.stdout.splitlines() if line.startswith("| devices |")).split("|")
     cells = ddp2_line.split("|")
     assert len(cells) == len(header)
-    assert cells[header.index(" predicted [no overlap-overlap] ")].strip().endswith("x")  # the band is filled in
+    predicted = cells[header.index(" predicted point [no overlap-overlap] ")].strip()
+    assert predicted.endswith("x]") and "x [" in predicted  # the point and the band are filled in
+    assert ddp2["prediction"]["predicted_epoch_s"] > 0 and ddp2["predicted_epoch_s"] > 0  # made before it ran
+    assert ddp2["prediction"]["comm_timestamp"] < ddp2["provenance"]["timestamp"]
     assert "collectives x2 cpu: all-reduce of the model's gradients" in proc.stdout + proc.stderr
     assert len(ddp2["rank_epoch_times_s"][0]) == 2 and ddp2["provenance"]["topology"]["kind"] == "cpu"
 

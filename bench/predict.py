@@ -1,0 +1,232 @@
+"""What more devices would buy: the study's measured device, replayed at device counts and on interconnects not
+measured (docs/prediction.md).
+
+  python -m bench.predict reports --devices 2,4,8,16,64 --interconnect nvlink4,pcie5,100gbe --gpus-per-node 8
+  python -m bench.predict reports --busbw 370GB/s --latency 10us
+  python -m bench.predict reports --nccl-tests all_reduce_perf.txt
+  python -m bench.predict reports                      # the study's own comm.jsonl
+
+STUDY is a study folder (results.jsonl, comm.jsonl) or a results file with comm.jsonl beside it; it needs the
+1-device single baseline and a collective record with the compute profile (bench.comm measures it). Writes
+<out>/predict.md, predict.png and predict.html. Every number is a prediction; with --validation (bench.validate's
+validate.jsonl) it carries the model's validated error, else "accuracy unknown".
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+from pathlib import Path
+
+from bench.explain.goal import Goal
+from bench.explain.interconnects import (
+    EXTRAPOLATION_FACTOR,
+    PRESETS,
+    Interconnect,
+    Link,
+    ScaledRow,
+    link_for,
+    link_from_fit,
+    link_from_nccl,
+    parse_bandwidth,
+    parse_duration,
+    parse_nccl_tests,
+    predict_count,
+)
+from bench.explain.prediction import fits_of, kappa_of, profile_of
+from bench.records.comm import read_comm
+from bench.records.files import COMM_FILE, RESULTS_FILE
+from bench.records.results import ResultsError, read_jsonl, read_records
+from bench.render.summary import select_study, summarize
+from mgpu_core.cli_args import OneLineErrorParser
+
+PREDICT_FILES = ("predict.md", "predict.png", "predict.html")
+
+
+class PredictError(ValueError):
+    """What the study or the inputs lack; one line."""
+
+
+def study_inputs(path: Path) -> dict:
+    """From a study folder or results file: the single baseline's median epoch, the 1-device compute profile, the
+    bucket size, the scaling, the largest measured count, the measured ddp speedups and the newest collective
+    record. PredictError naming what is missing."""
+    results = path / RESULTS_FILE if path.is_dir() else path
+    if not results.is_file():
+        raise PredictError(f"{results}: no results file (give a study folder or its results.jsonl)")
+    records = select_study(read_records(results), warn=lambda _: None)
+    comm = [r for r in read_comm(results.parent / COMM_FILE, lambda _: None)
+            if r.get("study") in (None, records[0]["study"] if records else None)]
+    single = [r for r in records if r["mode"] == "single" and r["devices"] == 1 and r["status"] == "ok"]
+    if not single:
+        raise PredictError(f"{results}: no successful 1-device single record (the baseline); run the sweep with "
+                           "--modes single,...")
+    profiled = [r for r in comm if r.get("compute_profile") and r.get("compute_step_1_s")]
+    if not profiled:
+        raise PredictError(f"{results.parent / COMM_FILE}: no collective record with the compute profile (per-bucket "
+                           "gradient-ready times); run bench.comm or the sweep without --no-comm")
+    newest = max(profiled, key=lambda r: r["provenance"].get("timestamp") or "")
+    per_count = {}
+    for rec in sorted(profiled, key=lambda r: r["provenance"].get("timestamp") or ""):
+        per_count[rec["devices"]] = rec["compute_step_s"]  # the newest compute-only step at each measured count
+    ddp = [r for r in records if r["mode"] == "ddp" and r["status"] == "ok"]
+    study = summarize(records, Goal(), comm)
+    measured = {r.devices: r.speedup for r in study.rows if r.mode == "ddp" and not r.variant and r.speedup}
+    return {"base_epoch_s": statistics.median(t for r in single for t in r["epoch_times_s"]),
+            "base_steps": statistics.median(s for r in single for s in r["steps_per_epoch"]),
+            "profile_1": profile_of(newest).scaled(newest["compute_step_1_s"]),
+            "bucket_bytes": (ddp[-1]["train_config"]["ddp_bucket_mb"] if ddp else 25.0) * 2**20,
+            "scaling": single[-1]["scaling"], "largest": max(r["devices"] for r in records),
+            "measured": measured, "comm": newest, "title": study.title, "compute_at": per_count}
+
+
+def compute_at(inputs: dict, devices: int) -> float | None:
+    """The compute-only step per device at `devices`: measured there, else that of the largest measured count
+    below (held; under strong scaling in proportion to the batch share), else None (one device's)."""
+    below = [n for n in inputs["compute_at"] if n <= devices]
+    if not below or devices == 1:
+        return None
+    n = max(below)
+    return inputs["compute_at"][n] * (n / devices if inputs["scaling"] == "strong" else 1.0)
+
+
+def validated_error(path: Path | None) -> str:
+    """'validated MAPE x% (largest y%) over n cells of bench.validate' from validate.jsonl, or 'accuracy unknown'."""
+    if path is None:
+        return "accuracy unknown (no --validation)"
+    cells = [c for c in read_jsonl(path, lambda _: None) if isinstance(c, dict) and c.get("status") == "ok"]
+    if not cells:
+        raise PredictError(f"{path}: no validated cells (bench.validate's validate.jsonl)")
+    errors = [abs(c["error"]) for c in cells]
+    return (f"validated MAPE {statistics.mean(errors):.1%} (largest {max(errors):.1%}) over {len(cells)} cells of "
+            f"bench.validate ({path})")
+
+
+def epoch_s(row: ScaledRow, base_steps: float, scaling: str) -> float:
+    """Predicted epoch: the baseline's steps per epoch, divided by the devices under weak scaling (the global batch
+    grows with them), times the predicted step."""
+    return base_steps / (row.devices if scaling == "weak" else 1) * row.step_s
+
+
+def table(series: dict[str, list[ScaledRow]], base_steps: float, scaling: str, accuracy: str) -> str:
+    lines = [f"All numbers are predicted; {accuracy}.", "",
+             "| devices | interconnect | predicted speedup | predicted epoch s | efficiency "
+             "| band [no overlap-overlap] | dominant cost |", "|---|---|---|---|---|---|---|"]
+    for name, rows in series.items():
+        for r in rows:
+            mark = " (extrapolated)" if r.extrapolated else ""
+            lines.append(f"| {r.devices}{mark} | {name} | {r.speedup:.2f}x | {epoch_s(r, base_steps, scaling):.2f} "
+                         f"| {r.efficiency:.0%} | {r.band_speedup[0]:.2f}-{r.band_speedup[1]:.2f}x | {r.dominant} |")
+    return "\n".join(lines)
+
+
+def plot(series: dict[str, list[ScaledRow]], measured: dict[int, float], title: str, path: Path) -> Path:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 5), dpi=100)
+    counts = sorted({r.devices for rows in series.values() for r in rows} | set(measured))
+    for name, rows in series.items():
+        ax.plot([r.devices for r in rows], [r.speedup for r in rows], marker="o", label=f"predicted: {name}")
+    ax.plot(counts, counts, "k--", alpha=0.5, label="ideal")
+    if measured:
+        ax.plot(sorted(measured), [measured[n] for n in sorted(measured)], "ks", markersize=8,
+                label="measured (this study)")
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log", base=2)
+    ax.set_xticks(counts, [str(n) for n in counts])
+    ax.set(xlabel="devices", ylabel="epoch-time speedup vs 1 device (x)", title="Predicted speedup")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.suptitle(title, fontsize=8, wrap=True)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = OneLineErrorParser(prog="python -m bench.predict", description=__doc__.splitlines()[0])
+    parser.add_argument("study", type=Path, help="study folder or results.jsonl")
+    parser.add_argument("--devices", default="2,4,8,16,64", help="device counts to predict (default 2,4,8,16,64)")
+    parser.add_argument("--interconnect", default=None,
+                        help=f"presets, comma-separated: {', '.join(PRESETS)} (docs/prediction.md names sources)")
+    parser.add_argument("--busbw", help="a link's all-reduce bus bandwidth, e.g. 370GB/s (with --latency)")
+    parser.add_argument("--latency", help="a collective's latency, e.g. 10us (with --busbw)")
+    parser.add_argument("--nccl-tests", type=Path, help="nccl-tests all_reduce_perf output to take the link from")
+    parser.add_argument("--gpus-per-node", type=int, help="beyond this many devices use the inter-node figures")
+    parser.add_argument("--validation", type=Path, help="bench.validate's validate.jsonl: the model's error")
+    parser.add_argument("--out", type=Path, help="folder for predict.md/.png/.html (default: the study folder)")
+    args = parser.parse_args(argv)
+    try:
+        counts = sorted({int(n) for n in args.devices.split(",")})
+        if not counts or counts[0] < 1:
+            raise ValueError
+    except ValueError:
+        parser.error(f"--devices: a comma list of counts >= 1 (got {args.devices!r})")
+    if (args.busbw is None) != (args.latency is None):
+        parser.error("--busbw and --latency go together")
+    if args.gpus_per_node is not None and args.gpus_per_node < 1:
+        parser.error(f"--gpus-per-node: must be >= 1 (got {args.gpus_per_node})")
+    try:
+        inputs = study_inputs(args.study)
+        links: dict[str, Interconnect] = {}
+        for name in (args.interconnect.split(",") if args.interconnect else []):
+            if name not in PRESETS:
+                raise PredictError(f"--interconnect: unknown preset {name!r} (choose from {', '.join(PRESETS)})")
+            links[name] = PRESETS[name]
+        if args.busbw:
+            given = Link(parse_bandwidth(args.busbw), parse_duration(args.latency), "given on the command line")
+            links[f"busbw {args.busbw}, latency {args.latency}"] = Interconnect("given", given, given)
+        if args.nccl_tests:
+            try:
+                text = args.nccl_tests.read_text()
+            except OSError as exc:
+                raise PredictError(f"{args.nccl_tests}: {exc.strerror}") from None
+            try:
+                link = link_from_nccl(parse_nccl_tests(text), str(args.nccl_tests))
+            except ValueError as exc:
+                raise PredictError(f"{args.nccl_tests}: {exc}") from None
+            links[f"nccl-tests {args.nccl_tests.name}"] = Interconnect("nccl-tests", link, link)
+        kappa = 1.0
+        if not links:  # the study's own collective sweep, at its largest measured count
+            own = link_from_fit(fits_of(inputs["comm"])["all_reduce"], "this study's comm.jsonl")
+            links[f"this study's {inputs['comm']['backend']} x{inputs['comm']['devices']}"] = Interconnect(
+                "measured", own, own)
+            kappa = kappa_of(inputs["comm"])
+        accuracy = validated_error(args.validation)
+    except (PredictError, ResultsError, ValueError) as exc:
+        parser.error(str(exc))
+    series = {name: [predict_count(inputs["profile_1"], n, link_for(n, ic, args.gpus_per_node),
+                                   inputs["bucket_bytes"], inputs["scaling"], inputs["largest"], kappa,
+                                   compute_at(inputs, n)) for n in counts] for name, ic in links.items()}
+    text = table(series, inputs["base_steps"], inputs["scaling"], accuracy)
+    steps = ", ".join(f"{n}: {t * 1e3:.1f} ms" for n, t in sorted(inputs["compute_at"].items()))
+    notes = [f"Compute per device is the measured device's ({inputs['title']}), at the compute-only step measured "
+             f"with the most ranks up to each count ({steps}); {inputs['scaling']} scaling as in the study; counts "
+             f"beyond {EXTRAPOLATION_FACTOR}x the largest measured ({inputs['largest']}) are marked extrapolated. "
+             "Speedups are against one device's compute-only step (the collective benchmark's 1-rank step); the "
+             f"epoch is the baseline's {inputs['base_steps']:g} steps per epoch, per the batch, x the predicted step."]
+    for name, ic in links.items():
+        inter = f"; beyond {args.gpus_per_node} per node: {ic.inter.source}" if args.gpus_per_node else ""
+        notes.append(f"{name}: {ic.intra.source}{inter}")
+    out = (args.out or (args.study if args.study.is_dir() else args.study.parent)).expanduser()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "predict.md").write_text("# Predicted scaling\n\n" + text + "\n\n" + "\n".join(f"- {n}" for n in notes)
+                                        + "\n\n![predict.png](predict.png)\n")
+        image = plot(series, inputs["measured"], inputs["title"], out / "predict.png")
+        from bench.render.html import markdown_table_to_html, paragraphs, write_html
+        write_html(out / "predict.html", "Predicted scaling", [("Prediction", paragraphs([text.splitlines()[0]])
+                                                               + markdown_table_to_html(text)),
+                                                              ("Inputs and limits", paragraphs(notes))],
+                   [image], None)
+    except OSError as exc:
+        parser.error(f"{exc.filename or out}: {exc.strerror}")
+    print(text + "\n\n" + "\n".join(notes) + f"\n\nwrote {', '.join(str(out / f) for f in PREDICT_FILES)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

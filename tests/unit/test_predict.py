@@ -1,0 +1,158 @@
+"""bench.predict: presets, the nccl-tests parser, the scaled replay's monotonicity and ideal bound, bad input."""
+
+import json
+
+import pytest
+from helpers import record
+from test_replay import comm_with_profile
+
+from bench import predict
+from bench.explain.interconnects import (
+    ETH_100G,
+    PRESETS,
+    Link,
+    link_for,
+    link_from_nccl,
+    parse_bandwidth,
+    parse_duration,
+    parse_nccl_tests,
+    predict_count,
+)
+from bench.explain.replay import ComputeProfile
+from bench.records.results import append_record
+
+HEADER = ("# nThread 1 nGpus 8 minBytes 1024 maxBytes 1073741824 step: 2(factor) warmup iters: 5 iters: 20 "
+          "agg iters: 1 validation: 1 graph: 0\n")
+NCCL = HEADER + """\
+#
+# Using devices
+#  Rank  0 Group  0 Pid  10 on     node1 device  0 [0x18] NVIDIA H100 80GB HBM3
+#  Rank  1 Group  0 Pid  11 on     node1 device  1 [0x2a] NVIDIA H100 80GB HBM3
+#  Rank  2 Group  0 Pid  12 on     node1 device  2 [0x3a] NVIDIA H100 80GB HBM3
+#  Rank  3 Group  0 Pid  13 on     node1 device  3 [0x5d] NVIDIA H100 80GB HBM3
+#  Rank  4 Group  0 Pid  14 on     node1 device  4 [0x9a] NVIDIA H100 80GB HBM3
+#  Rank  5 Group  0 Pid  15 on     node1 device  5 [0xab] NVIDIA H100 80GB HBM3
+#  Rank  6 Group  0 Pid  16 on     node1 device  6 [0xba] NVIDIA H100 80GB HBM3
+#  Rank  7 Group  0 Pid  17 on     node1 device  7 [0xdb] NVIDIA H100 80GB HBM3
+#
+#                                                              out-of-place                       in-place
+#       size         count      type   redop    root     time   algbw   busbw #wrong     time   algbw   busbw #wrong
+#        (B)    (elements)                               (us)  (GB/s)  (GB/s)            (us)  (GB/s)  (GB/s)
+        1024           256     float     sum      -1    20.10    0.05    0.09      0    19.90    0.05    0.09      0
+     1048576        262144     float     sum      -1    32.00   32.77   57.34      0    31.80   32.97   57.70      0
+    67108864      16777216     float     sum      -1   400.00  167.77  293.60      0   398.00  168.62  295.08      0
+  1073741824     268435456     float     sum      -1  5800.00  185.13  323.98      0  5790.00  185.45  324.54      0
+# Out of bounds values : 0 OK
+# Avg bus bandwidth    : 169.1
+#
+"""
+
+
+def test_the_nccl_tests_parser_reads_the_out_of_place_columns_and_the_device_count():
+    table = parse_nccl_tests(NCCL)
+    assert table.devices == 8 and table.sizes_bytes == (1024, 1048576, 67108864, 1073741824)
+    assert table.times_s[-1] == pytest.approx(5800e-6) and table.busbw_bytes_per_s[-1] == pytest.approx(323.98e9)
+    link = link_from_nccl(table, "test")
+    assert link.busbw_bytes_per_s == pytest.approx(324e9, rel=0.1) and 0 <= link.latency_s < 50e-6
+    no_root = "\n".join(line.replace("     -1  ", "  ") for line in NCCL.splitlines())  # older nccl-tests
+    assert parse_nccl_tests(no_root).times_s == table.times_s
+    with pytest.raises(ValueError, match="not nccl-tests output"):
+        parse_nccl_tests("size time\n1024 20\n")
+    with pytest.raises(ValueError, match="line 18: not an nccl-tests data line"):
+        parse_nccl_tests(NCCL.replace("    67108864", "    sixtyfour"))
+
+
+def test_presets_name_their_source_and_rates_parse():
+    assert {"nvlink4", "pcie5", "ib-ndr", "100gbe"} <= PRESETS.keys()
+    for ic in PRESETS.values():
+        for link in (ic.intra, ic.inter):
+            assert "datasheet" in link.source or "Specification" in link.source or "IEEE" in link.source
+            assert "assumptions" in link.source and link.busbw_bytes_per_s > 0
+    assert PRESETS["nvlink4"].intra.busbw_bytes_per_s > PRESETS["pcie5"].intra.busbw_bytes_per_s
+    assert link_for(16, PRESETS["pcie5"], gpus_per_node=8) is ETH_100G and link_for(8, PRESETS["pcie5"], 8) is not \
+        ETH_100G
+    assert parse_bandwidth("370GB/s") == 370e9 and parse_bandwidth("400Gbit/s") == 50e9
+    assert parse_duration("10us") == pytest.approx(1e-5)
+    with pytest.raises(ValueError, match="370GB/s"):
+        parse_bandwidth("fast")
+
+
+PROFILE = ComputeProfile(0.1, 0.08, (0.03, 0.05, 0.08), (4 << 20, 4 << 20, 8 << 20), 0.02)
+
+
+@pytest.mark.parametrize("scaling", ["weak", "strong"])
+def test_more_bandwidth_never_predicts_slower_and_never_above_ideal(scaling):
+    for n in (2, 4, 8, 16, 64, 512):
+        previous = 0.0
+        for busbw in (1e8, 1e9, 1e10, 1e11, 1e13):
+            row = predict_count(PROFILE, n, Link(busbw, 1e-5, "t"), 25 << 20, scaling, largest_measured=2)
+            assert row.speedup >= previous - 1e-12 and row.speedup <= n + 1e-9
+            assert row.band_speedup[0] <= row.speedup * (1 + 1e-9)
+            previous = row.speedup
+        assert row.extrapolated == (n > 16)
+    slow = predict_count(PROFILE, 8, Link(1e8, 1e-5, "t"), 25 << 20, "weak", 2)
+    assert slow.dominant == "exposed communication"
+    assert predict_count(PROFILE, 8, Link(1e13, 1e-9, "t"), 25 << 20, "weak", 2).dominant == "compute"
+    assert predict_count(PROFILE, 8, Link(1e13, 0.05, "t"), 1 << 20, "weak", 2).dominant.startswith("launch")
+
+
+def _study(tmp_path, profile=True, single=True):
+    if single:
+        append_record(tmp_path / "results.jsonl", record("single", 1, [10.0], steps=100))
+    append_record(tmp_path / "results.jsonl", record("ddp", 2, [6.0], steps=50))
+    comm = comm_with_profile() | {"kind": "comm", "backend": "gloo", "device_type": "cuda", "precision": "fp32",
+                                  "batch_per_device": 128, "model": "simplecnn"}
+    if not profile:
+        comm.pop("compute_profile")
+    (tmp_path / "comm.jsonl").write_text(json.dumps(comm) + "\n")
+    return tmp_path
+
+
+def test_predict_writes_the_table_plot_and_page(tmp_path, capsys):
+    study = _study(tmp_path)
+    assert predict.main([str(study), "--devices", "1,2,8,64", "--interconnect", "nvlink4,100gbe",
+                         "--gpus-per-node", "8"]) == 0
+    out = capsys.readouterr().out
+    assert "All numbers are predicted; accuracy unknown (no --validation)." in out
+    assert "| 64 (extrapolated) | nvlink4 |" in out and "| 8 | 100gbe |" in out
+    for name in predict.PREDICT_FILES:
+        assert (study / name).stat().st_size > 0
+    validation = tmp_path / "validate.jsonl"
+    validation.write_text(json.dumps({"status": "ok", "error": -0.05}) + "\n" + json.dumps({"status": "ok",
+                                                                                           "error": 0.15}) + "\n")
+    assert predict.main([str(study), "--devices", "2", "--validation", str(validation)]) == 0
+    assert "validated MAPE 10.0% (largest 15.0%) over 2 cells" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("setup, args, text", [
+    ({}, ["--interconnect", "warp-drive"], "unknown preset 'warp-drive'"),
+    ({"single": False}, [], "no successful 1-device single record"),
+    ({"profile": False}, [], "no collective record with the compute profile"),
+    ({}, ["--busbw", "10GB/s"], "--busbw and --latency go together"),
+])
+def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, setup, args, text):
+    study = _study(tmp_path, **setup)
+    with pytest.raises(SystemExit) as exit_:
+        predict.main([str(study), *args])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_.value.code == 2 and len(err) == 1 and text in err[0]
+
+
+def test_a_malformed_nccl_tests_file_is_one_line(tmp_path, capsys):
+    study = _study(tmp_path)
+    bad = tmp_path / "nccl.txt"
+    bad.write_text("# nThread 1 nGpus 8\n 1024 256 float sum -1 20.1 0.05\n")
+    with pytest.raises(SystemExit):
+        predict.main([str(study), "--nccl-tests", str(bad)])
+    assert "nccl.txt: line 2: 7 columns" in capsys.readouterr().err
+
+
+def test_ranks_that_share_a_host_compute_slower_and_faster_is_never_taken():
+    link = Link(1e10, 1e-5, "t")
+    alone = predict_count(PROFILE, 2, link, 25 << 20, "weak", 2)
+    shared = predict_count(PROFILE, 2, link, 25 << 20, "weak", 2, compute_s=0.15)
+    assert shared.speedup < alone.speedup
+    assert predict_count(PROFILE, 2, link, 25 << 20, "weak", 2, compute_s=0.01).speedup == alone.speedup
+    inputs = {"compute_at": {1: 0.1, 2: 0.15}, "scaling": "weak"}
+    assert predict.compute_at(inputs, 8) == 0.15 and predict.compute_at(inputs | {"scaling": "strong"}, 8) == 0.0375
+    assert predict.compute_at(inputs, 1) is None
