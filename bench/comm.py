@@ -34,6 +34,12 @@ from mgpu_core.distributed import process_group, usable_cores
 from mgpu_core.files import atomic_write
 from mgpu_core.hardware import pick_device_type
 
+EXAMPLES = """examples:
+  python -m bench.comm --gpus 2,4 --out reports
+  torchrun --standalone --nproc-per-node 2 -m bench.comm --json comm2.json
+exit codes: 0 every count measured, 1 a count failed (or a collective returned a wrong result), 2 bad arguments
+  or no count that fits this machine (one line on stderr)"""
+
 WORKER_ENV = "TORCHELASTIC_RUN_ID"
 """Set by torchrun in its workers: with it this process measures; without it, it launches the workers."""
 
@@ -90,6 +96,9 @@ def launch_all(cfg: TrainConfig, comm: CommConfig, out: Path, command_line: list
     device_type = pick_device_type(cfg.device)
     visible = torch.cuda.device_count() if device_type == "cuda" else usable_cores()
     counts = comm.gpus or tuple(n for n in (2, 4, 8, 16, 32) if n <= max(2, visible))
+    if not [n for n in counts if n <= visible]:  # measuring nothing is not a success
+        unit = "GPUs" if device_type == "cuda" else "CPU processes (usable cores)"
+        raise ConfigError(f"gpus: no count of {','.join(map(str, counts))} fits this machine: {visible} {unit}")
     results = []
     for n in counts:
         if n > visible:
@@ -108,7 +117,7 @@ def launch_all(cfg: TrainConfig, comm: CommConfig, out: Path, command_line: list
 
 @record
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser(prog="python -m bench.comm", description=__doc__)
+    parser = build_parser(prog="python -m bench.comm", description=__doc__, epilog=EXAMPLES)
     add_config_arguments(parser.add_argument_group("collective benchmark"), CommConfig)
     parser.add_argument("--json", type=Path, help="(under torchrun) write the measurement here")
     parser.add_argument("--out", type=Path, default=Path("reports"), help="comm.jsonl and comm.png go here")

@@ -18,6 +18,7 @@ from bench.records.comm import read_comm
 from bench.records.files import COMM_FILE, HANDOFF_DIR, RESULTS_FILE
 from bench.records.results import ResultsError, read_records
 from bench.run.axes import Axes
+from bench.run.flag_checks import template, thread_notice, unused_flag
 from bench.run.lock import LockedError, exclusive
 from bench.run.nodes import Nodes
 from bench.run.plan import default_counts, plan
@@ -66,8 +67,11 @@ def parse(argv: list[str]) -> tuple[SweepConfig, Goal, Axes, Nodes, TrainConfig,
     axis_names = {f.name for f in dataclasses.fields(Axes)}
     train = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
              if hasattr(args, f.name) and f.name not in axis_names}
+    unused = unused_flag(train, axes, sweep.modes)
+    if unused:
+        parser.error(unused)
     try:
-        TrainConfig(**{**train, "epochs": train["epochs"] or 1})  # every training flag checked before torch loads
+        template({**train, "epochs": train["epochs"] or 1}, sweep.modes)  # every flag checked before torch loads
     except ConfigError as exc:
         parser.error(str(exc))
     from mgpu_core.hardware import pick_device_type
@@ -75,7 +79,7 @@ def parse(argv: list[str]) -> tuple[SweepConfig, Goal, Axes, Nodes, TrainConfig,
         device_type = pick_device_type(args.device)
     except ConfigError as exc:
         parser.error(str(exc))
-    notices = []
+    notices = [line for line in [thread_notice(args.threads, 1)] if line]
     if device_type == "cpu":
         notices.append("notice: no GPU in use: configurations run as CPU processes over gloo, labelled cpu; "
                        "dp is skipped")
@@ -90,7 +94,7 @@ def parse(argv: list[str]) -> tuple[SweepConfig, Goal, Axes, Nodes, TrainConfig,
     # The template every configuration is made from (TrainConfig.for_mode adapts it); the axes fill in the rest.
     train |= {"epochs": args.epochs, "train_samples": args.train_samples}
     try:
-        base = TrainConfig(**train)
+        base = template(train, sweep.modes)
     except ConfigError as exc:
         parser.error(str(exc))
     return sweep, goal, axes, nodes, base, device_type, notices
@@ -156,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
                            per_node)
             counts = sweep.gpus or default_counts(visible, usable_cores())
             entries = plan(counts, sweep.modes, sweep.trials, visible, usable_cores(), base.batch_size,
-                           sweep.global_batch, axes, runner.variant_label, nodes.nnodes, per_node)
+                           sweep.global_batch, axes, runner.variant_label, nodes.nnodes, per_node, runner.refusal)
             runner.run(entries, sweep.resume)
             if nodes.node_rank == 0:
                 write_report(read_records(runner.results), out, goal, study=runner.study(entries[0]),

@@ -24,7 +24,7 @@ from torch.distributed.elastic.multiprocessing.errors import get_error_handler, 
 from .cli_args import OneLineErrorParser, add_config_arguments, config_from_args
 from .config import ConfigError, TrainConfig
 from .datasets import load_dataset
-from .distributed import DistEnv, process_group
+from .distributed import DistEnv, process_group, usable_cores
 from .files import atomic_write
 from .image_arrays import DataError
 from .trainer import DivergedError, RunResult, train_and_evaluate
@@ -41,10 +41,11 @@ class RendezvousError(RuntimeError):
 
 
 def build_parser(prog: str = "python -m mgpu_core",
-                 description: str = "Train one configuration and time its epochs.") -> OneLineErrorParser:
+                 description: str = "Train one configuration and time its epochs.",
+                 epilog: str = EXAMPLES) -> OneLineErrorParser:
     """Every TrainConfig field as a flag; tools that train one configuration (bench.one_config, bench.profile)
-    start from this parser and add their own flags."""
-    parser = OneLineErrorParser(prog=prog, epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
+    start from this parser and add their own flags (and give their own `epilog`: examples and exit codes)."""
+    parser = OneLineErrorParser(prog=prog, epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter,
                                 description=description)
     add_config_arguments(parser, TrainConfig)
     return parser
@@ -68,6 +69,9 @@ def run_configuration(cfg: TrainConfig, prog: str, on_result: Callable[[RunResul
                     "times are not GPU times")
             start = time.perf_counter()
             data = load_dataset(cfg, notice=log)
+            if env.threads * env.local_world_size > usable_cores():
+                log(f"notice: {env.threads} threads x {env.local_world_size} process(es) exceed the {usable_cores()} "
+                    "usable cores of this node: ranks oversubscribe the cores; lower --threads")
             log(f"dataset {data.name}: {len(data.train_y)} train + {len(data.test_y)} test from {data.source} "
                 f"({time.perf_counter() - start:.1f} s)")
             result, _ = train_and_evaluate(cfg, env, data, log)

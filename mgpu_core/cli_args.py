@@ -99,7 +99,7 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type, skip: tuple
         flags = [flag_name(f.name), *f.metadata.get("aliases", ())]
         kind, optional = _scalar_type(hints[f.name])
         shown = f"{default * 100:g}" if isinstance(default, float) and f.metadata.get("percent") else default
-        help_text = f"{docs.get(f.name, '')} (default: {shown})"
+        help_text = f"{docs.get(f.name, '')} (default: {shown})".replace("%", "%%")  # argparse formats with %
         if kind is bool:
             parser.add_argument(*flags, dest=f.name, action=argparse.BooleanOptionalAction, default=default,
                                 help=help_text)
@@ -107,6 +107,7 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type, skip: tuple
             item = _percent if f.metadata.get("percent") else typing.get_args(kind)[0]
             if f.metadata.get("percent") and default is not None:
                 help_text = f"{docs.get(f.name, '')} (default: {','.join(f'{v * 100:g}' for v in default)})"
+                help_text = help_text.replace("%", "%%")
             parser.add_argument(*flags, dest=f.name, type=_comma_list(item), default=default,
                                 metavar="A,B,...", help=help_text)
         elif typing.get_origin(kind) is Literal:

@@ -46,10 +46,11 @@ def default_counts(visible_gpus: int, cores: int) -> tuple[int, ...]:
 
 def plan(counts: tuple[int, ...], modes: tuple[str, ...], trials: int, visible_gpus: int, cores: int,
          batch_size: int, global_batch: bool, axes: Axes = NO_AXES, label=lambda mode, variant: "",
-         nnodes: int = 1, per_node: int | None = None) -> list[Planned]:
+         nnodes: int = 1, per_node: int | None = None, refuse=lambda mode, devices, variant: None) -> list[Planned]:
     """Trials outermost, so slow drift of a shared machine spreads over all configurations alike. single runs on
     one device only (the baseline), whatever the counts; every axis value of a mode is its own configuration
-    (`label` names a variant). With several nodes of `per_node` devices, ddp and fsdp counts beyond one node span
+    (`label` names a variant; `refuse` says why the trainer would refuse one, e.g. torch.compile of dp, and it is
+    skipped with that reason). With several nodes of `per_node` devices, ddp and fsdp counts beyond one node span
     nodes."""
     entries = []
     for trial in range(trials):
@@ -60,7 +61,8 @@ def plan(counts: tuple[int, ...], modes: tuple[str, ...], trials: int, visible_g
                 for variant in axes.variants(mode):
                     spans = nnodes > 1 and mode in DISTRIBUTED_MODES  # beyond one node, the other nodes count
                     too_many = span_skip(n, per_node or 1, nnodes) if spans else _one_node(n, visible_gpus, cores)
-                    reason = _skip_reason(mode, n, visible_gpus, batch_size, global_batch, dict(variant), too_many)
+                    reason = (_skip_reason(mode, n, visible_gpus, batch_size, global_batch, dict(variant), too_many)
+                              or refuse(mode, n, variant))
                     entries.append(Planned(mode, n, trial, reason, variant, label(mode, variant)))
     return entries
 

@@ -25,7 +25,7 @@ from bench.run.provenance import collect
 from bench.run.sweep_config import SweepConfig
 from mgpu_core.cli_args import config_to_argv
 from mgpu_core.collectives import CommConfig
-from mgpu_core.config import TrainConfig
+from mgpu_core.config import ConfigError, TrainConfig
 from mgpu_core.names import DISTRIBUTED_MODES
 
 EPOCH_LINE = re.compile(r"^epoch \d+/\d+ ")
@@ -74,12 +74,30 @@ class Sweep:
     def child_config(self, entry: Planned) -> TrainConfig:
         """The configuration one child trains: its mode and devices, its share of the batch, the trial's seed."""
         batch = self.base.batch_size // entry.devices if self.sweep.global_batch else self.base.batch_size
-        return self.base.for_mode(entry.mode, dp_gpus=entry.devices if entry.mode == "dp" else 1,
-                                  batch_size=max(1, batch), seed=self.base.seed + entry.trial, **dict(entry.variant))
+        changes = dict(dp_gpus=entry.devices if entry.mode == "dp" else 1, batch_size=max(1, batch),
+                       seed=self.base.seed + entry.trial, **dict(entry.variant))
+        try:
+            return self.base.for_mode(entry.mode, **changes)
+        except ConfigError:  # refused by the plan (see refusal): its skip record still names its settings
+            return self.base.unchecked_for_mode(entry.mode, **changes)
+
+    def refusal(self, mode: str, devices: int, variant: tuple[tuple[str, object], ...]) -> str | None:
+        """Why the trainer refuses this configuration (e.g. torch.compile of dp, static graph with accumulation),
+        or None: the plan skips it with this reason instead of failing."""
+        batch = self.base.batch_size // devices if self.sweep.global_batch else self.base.batch_size
+        try:
+            self.base.for_mode(mode, dp_gpus=devices if mode == "dp" else 1, batch_size=max(1, batch),
+                               **dict(variant))
+        except ConfigError as exc:
+            return f"refused: {exc}"
+        return None
 
     def variant_label(self, mode: str, variant: tuple[tuple[str, object], ...]) -> str:
         """How a variant of the template reads in tables, legends and file names."""
-        return variant_label(self.base.for_mode(mode, **dict(variant)))
+        try:
+            return variant_label(self.base.for_mode(mode, **dict(variant)))
+        except ConfigError:  # a configuration the plan refuses still has a name
+            return variant_label(self.base.unchecked_for_mode(mode, **dict(variant)))
 
     def key(self, entry: Planned) -> str:
         return config_key(self.child_config(entry), entry.devices, entry.trial, self.scaling, self.device_type)

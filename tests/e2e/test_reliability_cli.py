@@ -1,0 +1,51 @@
+"""Command-line cases of issue 21 ("Reliability, round three"), run as a user would: one line, the right exit code,
+nothing lost."""
+
+import subprocess
+import sys
+
+import pytest
+from helpers import TINY, sweep
+
+from bench.records.results import read_records
+
+
+def run(*args, timeout=120, **kwargs):
+    return subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True, timeout=timeout, **kwargs)
+
+
+@pytest.mark.parametrize("counts", ["3,8", "64"])
+def test_comm_with_no_count_that_fits_is_one_line_exit_2(tmp_path, counts):
+    proc = run("bench.comm", "--gpus", counts, "--device", "cpu", "--out", str(tmp_path))
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.count("\n") == 1 and "fits this machine" in proc.stderr
+
+
+def test_comm_help_shows_its_own_examples_and_exit_codes():
+    proc = run("bench.comm", "--help")
+    assert proc.returncode == 0 and "python -m bench.comm --gpus" in proc.stdout
+    assert "training diverged" not in proc.stdout  # the trainer's exit codes are not bench.comm's
+
+
+@pytest.mark.parametrize("args, flag", [
+    (["--fsdp-wrap", "model"], "--fsdp-wrap"),
+    (["--ddp-comm-hook", "bf16", "--modes", "fsdp"], "--ddp-comm-hook"),
+    (["--powersgd-rank", "4", "--modes", "single"], "--powersgd-rank"),
+])
+def test_sweep_flags_that_would_do_nothing_are_one_line(tmp_path, args, flag):
+    proc = sweep(tmp_path, *args, *TINY)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and flag in proc.stderr, proc.stderr
+
+
+@pytest.mark.slow
+def test_refused_cells_are_skipped_with_the_reason_and_the_rest_runs(tmp_path):
+    # --device cpu with dp, static graph with accumulation, a ddp-only flag (--compile: the unit test)
+    proc = sweep(tmp_path, "--gpus", "1", "--modes", "dp,ddp,fsdp", "--device", "cpu", "--powersgd-rank", "4",
+                 "--ddp-static-graph", "on", "--grad-accum", "1,2", *TINY, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    records = {(r["mode"], r["variant"]): r for r in read_records(tmp_path / "results.jsonl")}
+    assert records["dp", ""]["status"] == "skipped" and "CUDA" in records["dp", ""]["error"]
+    refused = records["ddp", "accum 2 static-graph rank 4"]
+    assert refused["status"] == "skipped" and "143580" in refused["error"]
+    assert records["ddp", "static-graph rank 4"]["status"] == "ok"
