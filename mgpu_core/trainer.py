@@ -20,7 +20,8 @@ from .config import ConfigError, TrainConfig
 from .distributed import DistEnv, all_gather_to_host, all_reduce_to_host, barrier, device_synchronize
 from .hardware import bf16_supported, device_name
 from .image_arrays import ImageArrays
-from .models import build_model, flops_per_sample, gradient_bytes, parameter_count, peak_tflops
+from .model_check import ModelCheck, build_and_check, logits_of
+from .models import flops_per_sample, gradient_bytes, parameter_count, peak_tflops
 from .parallel import gradient_sync, reset_comm_hook_state, unwrap, wrap_model
 from .pipelines import build_pipelines
 from .recipe import lr_multiplier, lr_scale, make_optimizer
@@ -97,6 +98,9 @@ class RunResult:
     evals: list[EvalRecord] = field(default_factory=list)
     peak_memory_bytes: list[int] = field(default_factory=list)
     """Per rank: CUDA's max allocated memory on its device(s), or on CPU the process's peak resident set size."""
+    model_check: dict = field(default_factory=dict)
+    """The up-front model check (mgpu_core.model_check.ModelCheck): how the factory was called, which output rule
+    gave the logits, parameters without gradient (ddp then finds unused parameters), tied parameters."""
 
     @property
     def final_val_acc(self) -> float:
@@ -145,7 +149,7 @@ class StepRunner:
             last = micro % self.accum == self.accum - 1
             with gradient_sync(self.model, last):
                 with self.region("forward"), self.autocast():
-                    logits = self.model(x)
+                    logits = logits_of(self.model(x))
                     loss = F.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
                 with self.region("backward"):
                     if micro % self.accum == 0:
@@ -197,7 +201,7 @@ def evaluate(model: nn.Module, pipeline, cfg: TrainConfig, env: DistEnv, epoch: 
     batches = lockstep_batches(pipeline, cfg, env) if cfg.mode == "fsdp" else pipeline
     with torch.autocast(env.device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
         for x, y in batches:
-            logits = net(x)
+            logits = logits_of(net(x))
             loss_sum += F.cross_entropy(logits.float(), y, reduction="sum")
             correct += (logits.argmax(1) == y).sum()
             samples += y.shape[0]
@@ -271,9 +275,10 @@ def prepare(cfg: TrainConfig, env: DistEnv, data: ImageArrays):
     """(runner, train pipeline, test pipeline): the wrapped model, its optimizer and schedule, and the data."""
     torch.manual_seed(cfg.seed)  # the same initial weights on every rank and in every mode
     torch.backends.cudnn.benchmark = cfg.cudnn_benchmark
-    bare = build_model(cfg.model, len(data.classes), cfg.image_size)
-    info = ModelInfo(parameter_count(bare), gradient_bytes(bare), flops_per_sample(bare, cfg.image_size, env.device))
-    model = wrap_model(bare, cfg, env)
+    bare, check = build_and_check(cfg, len(data.classes), data.image_size, env.device)
+    info = ModelInfo(parameter_count(bare), gradient_bytes(bare), flops_per_sample(bare, cfg.image_size, env.device),
+                     check)
+    model = wrap_model(bare, cfg, env, find_unused=bool(check.unused_parameters))
     train_pipe, test_pipe = build_pipelines(cfg, data, env)
     runner = make_runner(model, cfg, env, len(train_pipe))
     runner.model_info = info
@@ -286,6 +291,7 @@ class ModelInfo:
     parameters: int
     gradient_bytes: int
     flops_per_sample: float
+    check: ModelCheck | None = None
 
 
 def peak_memory_bytes(env: DistEnv) -> int:
@@ -318,7 +324,12 @@ def train_and_evaluate(cfg: TrainConfig, env: DistEnv, data: ImageArrays,
                        nodes=max(1, env.world_size // env.local_world_size), backend=env.backend,
                        threads=env.threads, global_batch=cfg.batch_size * env.total_devices * cfg.grad_accum,
                        lr_peak=runner.scheduler.base_lrs[0], setup_s=setup_s, compile_s=compile_s,
-                       warmup_s=warmup_s, warmup_steps=warmup_steps)
+                       warmup_s=warmup_s, warmup_steps=warmup_steps, model_check=info.check.to_dict())
+    if info.check.unused_parameters:
+        log(f"notice: {len(info.check.unused_parameters)} parameter(s) get no gradient "
+            f"({', '.join(info.check.unused_parameters[:3])}{', ...' if len(info.check.unused_parameters) > 3 else ''})"
+            + ("; ddp runs with find_unused_parameters (recorded; it costs a graph walk per step)"
+               if cfg.mode == "ddp" else ""))
     log(f"warm-up {warmup_steps} steps in {warmup_s:.2f} s" + (f" + compile {compile_s:.1f} s" if cfg.compile else "")
         + " (not timed, weights restored)")
     for epoch in range(cfg.epochs):

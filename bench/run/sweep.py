@@ -50,7 +50,9 @@ class Sweep:
     """Each entry's place in the plan: the same on every node, so it names the entry's rendezvous."""
 
     def spans(self, entry: Planned) -> int:
-        """How many nodes `entry` runs on (1: node 0 alone)."""
+        """How many nodes `entry` runs on (1: node 0 alone; always 1 unless --nnodes says several)."""
+        if not self.nodes.multi:
+            return 1
         return nodes_needed(entry.devices, self.per_node) if entry.mode in DISTRIBUTED_MODES else 1
 
     def takes_part(self, entry: Planned) -> bool:
@@ -196,19 +198,20 @@ class Sweep:
             local, after_spanning = 0, True
         return spanning
 
-    def run(self, entries: list[Planned], resume: bool) -> None:
-        """Run (or skip, or find done) every planned configuration, recording each. Nodes other than 0 take part
-        in the configurations that span them and record nothing."""
+    def run(self, entries: list[Planned], resume: bool) -> tuple[int, int]:
+        """Run (or skip, or find done) every planned configuration, recording each; (launched, ok) on node 0.
+        Nodes other than 0 take part in the configurations that span them and record nothing ((0, 0))."""
         self.index = {entry: i for i, entry in enumerate(entries)}
         schedule = NodeSchedule(self.nodes, self.sweep.timeout) if self.nodes.multi else None
         if self.nodes.node_rank:
-            return self._take_part(entries, schedule)
+            self._take_part(entries, schedule)
+            return 0, 0
         recorded = {r["key"]: r["status"] for r in read_records(self.results)} if resume else {}
         done = {k for k, status in recorded.items() if status == "ok"}
         steps = self.steps(entries, done)
         if schedule:
             schedule.publish(self.node_steps(steps))
-        spanned = 0
+        spanned = launched = ok = 0
         todo = sum(kind == "train" for kind, _ in steps)
         print(f"{len(entries)} configurations: {todo} to run, {len(entries) - todo} skipped or done; "
               f"results in {self.results}")
@@ -233,6 +236,9 @@ class Sweep:
                     outcome, result = self.launch(entry, lambda: bar.update(1))
                     bar.update(seen + self.base.epochs - bar.n)  # a failed configuration's unfinished epochs
                     tqdm.write(f"{name}: {self._finish(entry, outcome, result)}")
+                    launched += 1
+                    ok += outcome.error is None
+        return launched, ok
 
     def _take_part(self, entries: list[Planned], schedule: NodeSchedule) -> None:
         """Follow node 0's list of launches that span nodes; NodeScheduleError where node 0 is lost or its study
