@@ -172,7 +172,7 @@ class TrainConfig:
 
     compile: bool = False
     """torch.compile the model. Compilation happens in warm-up and is reported as compile_s, never inside an epoch;
-    the last partial batch is dropped so that every step has the same shape."""
+    every step has the same shape (training never runs a partial batch: pipelines.LAST_BATCH_POLICY)."""
 
     threads: int | None = None
     """CPU threads per process (default: usable cores divided by the processes on this node)."""

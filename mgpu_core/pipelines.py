@@ -22,6 +22,12 @@ from .image_arrays import ImageArrays
 from .sharding import EpochShardSampler, eval_indices, shard_indices
 
 CROP_PADDING = 4
+LAST_BATCH_POLICY = ("full steps only: each rank trains whole batches of batch_size and whole optimizer steps of "
+                     "grad_accum batches; its shard's last partial batch, and batches that do not fill a step, are "
+                     "left out, the same way at every device count")
+"""The one last-batch policy of training (docs/reliability.md). A rank's shard is ceil(samples / world_size), so a
+partial last batch would change size with the device count (down to 1 sample, which BatchNorm refuses) and make
+epochs of different counts unequal; the samples actually trained are recorded per epoch instead."""
 
 
 @dataclass(frozen=True)
@@ -38,7 +44,7 @@ class BatchSpec:
     train: bool
     augment: bool
     drop_last: bool = False
-    """Skip the last partial batch (compiled models: every step the same shape)."""
+    """Skip the last partial batch. Training always does (LAST_BATCH_POLICY); evaluation never does."""
     image_size: int | None = None
     """Resize batches to this height and width (bilinear, after augmentation); None keeps the data's size."""
 
@@ -151,7 +157,7 @@ def build_pipelines(cfg: TrainConfig, data: ImageArrays, env: DistEnv):
     def spec(train: bool, batch: int) -> BatchSpec:
         return BatchSpec(device=env.device, batch_size=batch * cfg.devices_per_process, mean=mean, std=std,
                          channels_last=cfg.channels_last, rank=env.rank, world_size=env.world_size, seed=cfg.seed,
-                         train=train, augment=cfg.hparams.augment and train, drop_last=cfg.compile and train,
+                         train=train, augment=cfg.hparams.augment and train, drop_last=train,  # LAST_BATCH_POLICY
                          image_size=cfg.image_size)
 
     if cfg.pipeline == "device":

@@ -37,7 +37,8 @@ class EpochRecord:
     time_s: float
     """Wall time of the timed loop on the slowest rank (MAX over ranks)."""
     samples: int
-    """Samples trained, summed over ranks (includes DistributedSampler's wrap-around padding)."""
+    """Samples actually trained, summed over ranks: whole steps only (pipelines.LAST_BATCH_POLICY); includes
+    DistributedSampler's wrap-around padding."""
     steps: int
     """Optimizer steps (the same on every rank)."""
     samples_per_s: float
@@ -280,9 +281,22 @@ def prepare(cfg: TrainConfig, env: DistEnv, data: ImageArrays):
                      check)
     model = wrap_model(bare, cfg, env, find_unused=bool(check.unused_parameters))
     train_pipe, test_pipe = build_pipelines(cfg, data, env)
+    check_full_step(cfg, env, len(data.train_y), len(train_pipe))
     runner = make_runner(model, cfg, env, len(train_pipe))
     runner.model_info = info
     return runner, train_pipe, test_pipe
+
+
+def check_full_step(cfg: TrainConfig, env: DistEnv, train_samples: int, batches: int) -> None:
+    """Under LAST_BATCH_POLICY an epoch trains only whole optimizer steps: a ConfigError (one line, before any
+    step) where there is not one."""
+    if batches // cfg.grad_accum == 0:
+        per_rank = math.ceil(train_samples / env.world_size)
+        step = cfg.batch_size * cfg.devices_per_process * cfg.grad_accum
+        raise ConfigError(f"grad_accum: one optimizer step takes {step} samples per rank (batch_size "
+                          f"{cfg.batch_size * cfg.devices_per_process} x grad_accum {cfg.grad_accum}); each of "
+                          f"{env.world_size} rank(s) has {per_rank} of {train_samples}: not one full step per epoch; "
+                          "lower --grad-accum or --batch-size")
 
 
 @dataclass(frozen=True)

@@ -88,6 +88,7 @@ def make_record(*, cfg: TrainConfig, devices: int, trial: int, scaling: str, dev
         "wall_s": wall_s,
         "epoch_times_s": [e["time_s"] for e in epochs],
         "steps_per_epoch": [e["steps"] for e in epochs],
+        "samples_trained": [e["samples"] for e in epochs],  # whole steps only: mgpu_core.pipelines.LAST_BATCH_POLICY
         "rank_epoch_times_s": [e.get("rank_times_s", []) for e in epochs],
         "rank_data_wait_s": [e.get("rank_data_wait_s", []) for e in epochs],
         "warmup_s": result["warmup_s"] if result else None,
