@@ -19,7 +19,7 @@ from torch.optim.lr_scheduler import LambdaLR
 from .config import ConfigError, TrainConfig
 from .distributed import DistEnv, all_gather_to_host, all_reduce_to_host, barrier, device_synchronize
 from .hardware import bf16_supported, device_name
-from .image_arrays import ImageArrays
+from .image_arrays import DataError, ImageArrays
 from .model_check import ModelCheck, build_and_check, logits_of
 from .models import flops_per_sample, gradient_bytes, parameter_count, peak_tflops
 from .parallel import gradient_sync, reset_comm_hook_state, unwrap, wrap_model
@@ -287,6 +287,16 @@ def prepare(cfg: TrainConfig, env: DistEnv, data: ImageArrays):
     return runner, train_pipe, test_pipe
 
 
+def check_inputs_finite(pipeline, epoch: int) -> None:
+    """A DataError where the pipeline's normalized inputs hold NaN or inf (broken statistics or pixels): then a
+    non-finite loss is not the learning rate's fault. Run off the clock, after a non-finite loss."""
+    pipeline.set_epoch(epoch)
+    for x, _ in pipeline:
+        if not torch.isfinite(x).all():
+            raise DataError(f"the training inputs hold non-finite values (NaN or inf) in epoch {epoch + 1}: the "
+                            "data or its normalization is broken, not the learning rate")
+
+
 def check_full_step(cfg: TrainConfig, env: DistEnv, train_samples: int, batches: int) -> None:
     """Under LAST_BATCH_POLICY an epoch trains only whole optimizer steps: a ConfigError (one line, before any
     step) where there is not one."""
@@ -350,6 +360,7 @@ def train_and_evaluate(cfg: TrainConfig, env: DistEnv, data: ImageArrays,
         record = train_epoch(runner, train_pipe, epoch)
         evaluation = evaluate(model, test_pipe, cfg, env, epoch)
         if not math.isfinite(record.loss):  # read after the clock stopped: no host sync inside the loop
+            check_inputs_finite(train_pipe, epoch)  # non-finite inputs are a data problem, not a divergence
             raise DivergedError(f"training loss became non-finite ({record.loss}) in epoch {epoch + 1}; lower --lr")
         result.epochs.append(record)
         result.evals.append(evaluation)
