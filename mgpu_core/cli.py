@@ -27,13 +27,15 @@ from .datasets import load_dataset
 from .distributed import DistEnv, process_group, usable_cores
 from .files import atomic_write
 from .image_arrays import DataError
+from .pipelines import StuckWorkerError
 from .trainer import DivergedError, RunResult, train_and_evaluate
 
 EXAMPLES = """examples:
   python -m mgpu_core --dataset cifar10 --data-dir ~/data/cifar10 --epochs 2
   python -m mgpu_core --mode dp --dp-gpus 4
   torchrun --standalone --nproc-per-node 4 -m mgpu_core --mode ddp --json ddp4.json
-exit codes: 0 done, 1 training diverged (non-finite loss), 2 bad arguments or data (one line on stderr)"""
+exit codes: 0 done, 1 training diverged (non-finite loss) or a DataLoader worker stuck, 2 bad arguments or data
+  (one line on stderr)"""
 
 
 class RendezvousError(RuntimeError):
@@ -83,7 +85,7 @@ def run_configuration(cfg: TrainConfig, prog: str, on_result: Callable[[RunResul
         where = f"{os.environ.get('MASTER_ADDR', '?')}:{os.environ.get('MASTER_PORT', '?')}"
         one_line_error(prog, RendezvousError(f"rendezvous at {where} failed: {str(exc).strip().splitlines()[0]}"))
         return 2
-    except DivergedError as exc:
+    except (DivergedError, StuckWorkerError) as exc:
         one_line_error(prog, exc)
         return 1
     except OSError as exc:  # e.g. --json in a folder that cannot be written
