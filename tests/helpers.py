@@ -31,7 +31,8 @@ CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "hors
 def fake_result(epoch_times, val_acc, samples=1000, devices=1, val_accs=None, threads=4, steps=10, rank_times=None,
                 data_wait=0.0):
     val_accs = val_accs or [val_acc] * len(epoch_times)
-    return {"epochs": [{"time_s": t, "samples_per_s": samples / t, "samples_per_s_per_device": samples / t / devices,
+    return {"epochs": [{"time_s": t, "samples": samples, "samples_per_s": samples / t,
+                        "samples_per_s_per_device": samples / t / devices,
                         "loss": 1.0, "train_acc": 0.5, "steps": steps,
                         "rank_times_s": rank_times or [t] * (1 if devices == 1 else devices),
                         "rank_data_wait_s": [data_wait * t] * len(rank_times or [t] * devices)}

@@ -44,7 +44,9 @@ def study_id(cfg: TrainConfig, devices: int, scaling: str, device_type: str) -> 
     apart. The batch held fixed is per device under weak scaling and global under strong scaling."""
     fixed = cfg.to_dict()
     fixed["batch_size"] = cfg.batch_size if scaling == "weak" else cfg.batch_size * devices
-    for varying in ("mode", "dp_gpus", "seed", "data_dir", "cache_dir", "download", "threads",
+    # threads is not here: it changes timing, so it is part of the identity (--resume with another --threads is
+    # another study, never pooled into one row).
+    for varying in ("mode", "dp_gpus", "seed", "data_dir", "cache_dir", "download",
                     "dist_timeout_s", *VARIANT_FIELDS):
         fixed.pop(varying)
     return _digest([fixed, scaling, device_type])
@@ -88,7 +90,7 @@ def make_record(*, cfg: TrainConfig, devices: int, trial: int, scaling: str, dev
         "wall_s": wall_s,
         "epoch_times_s": [e["time_s"] for e in epochs],
         "steps_per_epoch": [e["steps"] for e in epochs],
-        "samples_trained": [e["samples"] for e in epochs],  # whole steps only: mgpu_core.pipelines.LAST_BATCH_POLICY
+        "samples_trained": [e.get("samples") for e in epochs],  # whole steps: pipelines.LAST_BATCH_POLICY
         "rank_epoch_times_s": [e.get("rank_times_s", []) for e in epochs],
         "rank_data_wait_s": [e.get("rank_data_wait_s", []) for e in epochs],
         "warmup_s": result["warmup_s"] if result else None,
@@ -148,6 +150,12 @@ def _finite(value):
     return value
 
 
+def check_record(record: dict, where: str) -> None:
+    """bench.records.pooling.check_record (imported late: pooling imports this module)."""
+    from bench.records.pooling import check_record as check
+    check(record, where)
+
+
 def read_records(path: Path, warn=print) -> list[dict]:
     """Every complete result record of `path`. A record of another schema version, or one without the keys every
     reader needs, is refused with ResultsError rather than misread."""
@@ -161,6 +169,7 @@ def read_records(path: Path, warn=print) -> list[dict]:
         if missing:
             raise ResultsError(f"{path}:{number}: record without {', '.join(missing)}; move the file aside or use "
                                "another --out")
+        check_record(record, f"{path}:{number}")
         records.append(record)
     return records
 
