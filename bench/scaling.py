@@ -39,6 +39,8 @@ exit codes: 0 done (failed configurations are recorded, not fatal), 1 every conf
   arguments, model, data, results file or --out (one line on stderr), 130 Ctrl-C, 143 SIGTERM (finished
   configurations kept; --resume goes on)"""
 
+TORCHRUN_WORKER_ENV = "TORCHELASTIC_RUN_ID"
+"""Set by torchrun in every process it starts."""
 CPU_QUICK = {"epochs": 1, "train_samples": 10_000}
 GPU_EPOCHS = 20
 """Default on GPUs: the budget the reference recipe is tuned for (>= 80% at global batch 128-512)."""
@@ -61,6 +63,9 @@ def parse(argv: list[str]) -> tuple[SweepConfig, Goal, Axes, Nodes, TrainConfig,
     """(sweep, goal, base training config, device type, notices). Without --epochs: 20 on GPUs; on a CPU-only
     machine a quick run (1 epoch, on 10,000 samples unless --train-samples says otherwise), announced."""
     parser = build_parser()
+    if os.environ.get(TORCHRUN_WORKER_ENV):
+        parser.error("run the sweep itself, not under torchrun: it starts torchrun for each configuration "
+                     "(across hosts: the same command on each, with --nnodes, --node-rank and --rdzv-endpoint)")
     args = parser.parse_args(argv)
     sweep = config_from_args(SweepConfig, args, parser)
     goal = config_from_args(Goal, args, parser)

@@ -53,6 +53,22 @@ def build_parser(prog: str = "python -m mgpu_core",
     return parser
 
 
+RENDEZVOUS_VARIABLES = ("MASTER_ADDR", "MASTER_PORT", "RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE")
+
+
+def stale_rendezvous_variables(cfg: TrainConfig) -> str | None:
+    """Why ddp or fsdp started by hand (not by torchrun) must not use the rendezvous variables left in the shell
+    (they would make it wait the whole --dist-timeout-s for ranks that never come), or None. torchrun sets
+    TORCHELASTIC_RUN_ID in every process it starts."""
+    if cfg.mode not in ("ddp", "fsdp") or os.environ.get("TORCHELASTIC_RUN_ID"):
+        return None
+    found = [name for name in RENDEZVOUS_VARIABLES if name in os.environ]
+    if not found:
+        return None
+    return (f"{', '.join(found)} set, but this process was not started by torchrun (left over in the shell?): "
+            f"unset them to train as a group of one, or start with torchrun --nproc-per-node N -m mgpu_core")
+
+
 def one_line_error(prog: str, exc: BaseException) -> None:
     """Print `exc` as one line and record it in torch's error file (a no-op where none is set)."""
     print(f"{prog}: error: {exc}", file=sys.stderr)
@@ -100,6 +116,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", metavar="PATH", type=Path, help="write the result record here as JSON (rank 0)")
     args = parser.parse_args(argv)
     cfg = config_from_args(TrainConfig, args, parser)
+    stale = stale_rendezvous_variables(cfg)
+    if stale:
+        parser.error(stale)
 
     def write(result: RunResult, env: DistEnv) -> None:
         if env.is_main and args.json:

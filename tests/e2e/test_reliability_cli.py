@@ -1,8 +1,10 @@
 """Command-line cases of issue 21 ("Reliability, round three"), run as a user would: one line, the right exit code,
 nothing lost."""
 
+import os
 import subprocess
 import sys
+import time
 
 import pytest
 from helpers import TINY, sweep
@@ -49,3 +51,33 @@ def test_refused_cells_are_skipped_with_the_reason_and_the_rest_runs(tmp_path):
     refused = records["ddp", "accum 2 static-graph rank 4"]
     assert refused["status"] == "skipped" and "143580" in refused["error"]
     assert records["ddp", "static-graph rank 4"]["status"] == "ok"
+
+
+@pytest.mark.parametrize("stale", [
+    {"RANK": "1", "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29511"},  # the issue's case
+    {"MASTER_ADDR": "10.255.255.1", "MASTER_PORT": "29512"},                              # another: an old master
+])
+def test_the_trainer_by_hand_with_stale_rendezvous_variables_is_one_line_within_seconds(stale):
+    env = {k: v for k, v in os.environ.items() if k != "TORCHELASTIC_RUN_ID"} | stale
+    start = time.monotonic()
+    proc = run("mgpu_core", "--mode", "ddp", "--dataset", "synthetic", env=env, timeout=60)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "not started by torchrun" in proc.stderr
+    assert time.monotonic() - start < 30  # not the whole --dist-timeout-s
+
+
+def test_the_sweep_under_torchrun_is_refused_in_one_line():
+    proc = run("bench.scaling", "--gpus", "1", env=os.environ | {"TORCHELASTIC_RUN_ID": "x"})
+    assert proc.returncode == 2 and "not under torchrun" in proc.stderr and proc.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize("args, env, flag", [
+    (["--nnodes", "2", "--rdzv-endpoint", "127.0.0.1:70000"], {}, "rdzv_endpoint: port"),
+    (["--nnodes", "2", "--rdzv-endpoint", "127.0.0.1:0"], {}, "rdzv_endpoint: port"),
+    ([], {"PET_NNODES": "abc"}, "--nnodes"),
+    ([], {"PET_NODE_RANK": "x"}, "--node-rank"),
+    (["--nnodes", "0"], {}, "nnodes: must be >= 1"),
+    (["--nnodes", "-1"], {}, "nnodes: must be >= 1"),
+])
+def test_node_flags_are_one_line_naming_the_right_flag(tmp_path, args, env, flag):
+    proc = sweep(tmp_path, *args, *TINY, env=os.environ | env)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and flag in proc.stderr, proc.stderr
