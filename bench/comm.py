@@ -64,10 +64,12 @@ def worker(cfg: TrainConfig, comm: CommConfig, json_path: Path | None) -> int:
 
 def run_count(cfg: TrainConfig, comm: CommConfig, devices: int, out: Path, command_line: list[str],
               extra: dict | None = None, rendezvous: Rendezvous | None = None, per_node: int | None = None,
-              record: bool = True, env: dict[str, str] | None = None) -> tuple[dict | None, str | None]:
+              record: bool = True, env: dict[str, str] | None = None, take_over=None,
+              hand_over=None) -> tuple[dict | None, str | None]:
     """Measure one device count in its own torchrun (across nodes with `rendezvous`, `per_node` processes each);
-    append its record to <out>/comm.jsonl unless `record` is off (nodes other than 0). (record, None) or
-    (None, the failure line)."""
+    append its record to <out>/comm.jsonl unless `record` is off (nodes other than 0). Across nodes global rank 0
+    may run on any node: a node that does not record passes the result it holds to `hand_over(text)`, and the
+    recording node without one asks `take_over() -> text | None`. (record, None) or (None, the failure line)."""
     handoff = out / HANDOFF_DIR
     handoff.mkdir(parents=True, exist_ok=True)
     result_file, failure_file = handoff / f"comm-x{devices}.json", handoff / f"comm-x{devices}.failure.json"
@@ -77,14 +79,21 @@ def run_count(cfg: TrainConfig, comm: CommConfig, devices: int, out: Path, comma
     outcome = run_logged(cmd, comm.timeout, out / LOGS_DIR / f"comm-x{devices}.log", lambda line: None, failure_file,
                          env if rendezvous else None)
     failure_file.unlink(missing_ok=True)
-    if outcome.error or not record:
-        return None, outcome.error
     try:
-        result = json.loads(result_file.read_text())
-    except (OSError, ValueError):
+        text = result_file.read_text() if outcome.error is None else None
+    except OSError:
+        text = None
+    result_file.unlink(missing_ok=True)
+    if outcome.error or not record:
+        if text and hand_over:
+            hand_over(text)
+        return None, outcome.error
+    if text is None and take_over:
+        text = take_over()
+    try:
+        result = json.loads(text or "")
+    except ValueError:
         return None, "exited 0 but handed back no result"
-    finally:
-        result_file.unlink(missing_ok=True)
     rec = {"kind": "comm", **result, **(extra or {}), "wall_s": outcome.wall_s,
            "provenance": collect(cfg.precision, cfg.seed, command_line, {"threads": result["threads"],
                                                                           "nodes": result["nodes"]})}

@@ -70,8 +70,8 @@ class Nodes:
             if not host or not port.isdigit():
                 raise ConfigError(f"rdzv_endpoint: HOST:PORT of node 0 is needed with {self.nnodes} nodes "
                                   f"(got {self.rdzv_endpoint!r})")
-            if not 1 <= int(port) <= MAX_PORT - MAX_PLAN_PORTS:
-                raise ConfigError(f"rdzv_endpoint: port must be in 1..{MAX_PORT - MAX_PLAN_PORTS} (the ports above "
+            if int(port) > MAX_PORT - MAX_PLAN_PORTS:
+                raise ConfigError(f"rdzv_endpoint: port must be at most {MAX_PORT - MAX_PLAN_PORTS} (the ports above "
                                   f"it serve the plan's configurations); got {port}")
         if self.nproc_per_node is not None and self.nproc_per_node < 1:
             raise ConfigError(f"nproc_per_node: must be >= 1 (got {self.nproc_per_node})")

@@ -48,6 +48,8 @@ class Sweep:
     """Devices (processes) per node."""
     index: dict[Planned, int] = field(default_factory=dict)
     """Each entry's place in the plan: the same on every node, so it names the entry's rendezvous."""
+    schedule: NodeSchedule | None = None
+    """Node 0's schedule (several nodes only): also how a result written on another node comes home."""
 
     def spans(self, entry: Planned) -> int:
         """How many nodes `entry` runs on (1: node 0 alone; always 1 unless --nnodes says several)."""
@@ -133,12 +135,19 @@ class Sweep:
                              lambda line: on_epoch() if EPOCH_LINE.match(line) else None, failure_file,
                              self.nodes.child_env() if meeting else None)
         result = None
-        if outcome.error is None and self.nodes.node_rank == 0:  # global rank 0, on node 0, hands back the result
-            try:
-                result = json.loads(result_file.read_text())
-            except (OSError, ValueError):
-                outcome.error = "exited 0 but handed back no result"
+        text = _read(result_file) if outcome.error is None else None  # global rank 0 wrote it, on whichever node
         result_file.unlink(missing_ok=True)
+        if meeting and self.schedule and outcome.error is None:  # bring it home to node 0
+            name = self.step_name("train", entry)
+            if self.nodes.node_rank == 0 and text is None:
+                text = self.schedule.take_over(name)
+            elif self.nodes.node_rank != 0 and text:
+                self.schedule.hand_over(name, text)
+        if outcome.error is None and self.nodes.node_rank == 0:
+            try:
+                result = json.loads(text or "")
+            except ValueError:
+                outcome.error = "exited 0 but handed back no result"
         failure_file.unlink(missing_ok=True)
         return outcome, result
 
@@ -157,10 +166,14 @@ class Sweep:
     def measure_comm(self, entry: Planned) -> None:
         comm = CommConfig(max_bytes=self.sweep.comm_max_bytes, timeout=self.sweep.timeout)
         plain = dataclasses.replace(entry, mode="ddp", variant=())  # the collectives do not depend on the variant
+        meeting, name = self.rendezvous(entry, 1), self.step_name("comm", entry)
+        handing = self.schedule if meeting else None  # rank 0 may run on another node: its result comes home
         record, error = run_count(self.child_config(plain), comm, entry.devices, self.out, self.command_line,
-                                  extra={"study": self.study(entry)}, rendezvous=self.rendezvous(entry, 1),
+                                  extra={"study": self.study(entry)}, rendezvous=meeting,
                                   per_node=self.per_node, record=self.nodes.node_rank == 0,
-                                  env=self.nodes.child_env())
+                                  env=self.nodes.child_env(),
+                                  take_over=handing and (lambda: handing.take_over(name)),
+                                  hand_over=handing and (lambda text: handing.hand_over(name, text)))
         if error or record is None:
             tqdm.write(f"collectives x{entry.devices} {self.device_type}: "
                        + (f"FAILED: {error}" if error else f"took part as node {self.nodes.node_rank}"))
@@ -202,7 +215,7 @@ class Sweep:
         """Run (or skip, or find done) every planned configuration, recording each; (launched, ok) on node 0.
         Nodes other than 0 take part in the configurations that span them and record nothing ((0, 0))."""
         self.index = {entry: i for i, entry in enumerate(entries)}
-        schedule = NodeSchedule(self.nodes, self.sweep.timeout) if self.nodes.multi else None
+        schedule = self.schedule = NodeSchedule(self.nodes, self.sweep.timeout) if self.nodes.multi else None
         if self.nodes.node_rank:
             self._take_part(entries, schedule)
             return 0, 0
@@ -274,3 +287,10 @@ class Sweep:
         return (f"ok  epoch {statistics.median(record['epoch_times_s']):.2f} s  "
                 f"{statistics.median(record['samples_per_s']):,.0f} samples/s  val acc {record['val_acc']:.2%}  "
                 f"({outcome.wall_s:.0f} s with start-up)")
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text()
+    except OSError:
+        return None
