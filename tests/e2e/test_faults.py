@@ -106,7 +106,7 @@ def test_results_of_another_schema_version_are_refused(tmp_path):
 @pytest.mark.parametrize("damage, message", [
     ("nine_classes", "9 class folders with images under train/ (CIFAR-10 has 10)"),
     ("unreadable_image", "train/cat/0000.png: unreadable image"),
-    ("empty", "no CIFAR-10 there (expected cifar-10-batches-py/, train/ + test/"),
+    ("empty", "no CIFAR-10 there (expected cifar-10-batches-py/, cifar-10-python.tar.gz, train/ + test/"),
     ("truncated_batch", "data_batch_2: unreadable CIFAR-10 batch file"),
     ("missing_batch", "data_batch_5: missing CIFAR-10 batch file"),
     ("wrong_layout", "test_batch: not a CIFAR-10 batch"),

@@ -94,7 +94,7 @@ def test_auto_falls_back_only_where_the_user_named_no_location(tmp_path, monkeyp
     assert len(notices) == 1 and "synthetic" in notices[0] and str(tmp_path / "h" / ".cache") in notices[0]
     write_tree(tmp_path / "tree", per_class=1)
     for named, why in ((tmp_path / "tree" / "train", "it is a train/ folder; give the folder that holds train/"),
-                       (tmp_path / "empty", "expected cifar-10-batches-py/, train/ + test/")):
+                       (tmp_path / "empty", "expected cifar-10-batches-py/, cifar-10-python.tar.gz, train/ + test/")):
         named.mkdir(exist_ok=True)
         with pytest.raises(DataError, match="^" + re.escape(f"{named}: no CIFAR-10 there ({why}")):
             load_dataset(TrainConfig(dataset="auto", data_dir=str(named), download=False), notice=notices.append)
