@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import torch
 from torch.distributed import DistNetworkError
 from torch.distributed.elastic.multiprocessing.errors import get_error_handler, record
 
@@ -34,8 +35,8 @@ EXAMPLES = """examples:
   python -m mgpu_core --dataset cifar10 --data-dir ~/data/cifar10 --epochs 2
   python -m mgpu_core --mode dp --dp-gpus 4
   torchrun --standalone --nproc-per-node 4 -m mgpu_core --mode ddp --json ddp4.json
-exit codes: 0 done, 1 training diverged (non-finite loss) or a DataLoader worker stuck, 2 bad arguments or data
-  (one line on stderr)"""
+exit codes: 0 done, 1 training diverged (non-finite loss), out of memory or a DataLoader worker stuck, 2 bad
+  arguments or data (one line on stderr)"""
 
 
 class RendezvousError(RuntimeError):
@@ -103,6 +104,14 @@ def run_configuration(cfg: TrainConfig, prog: str, on_result: Callable[[RunResul
         return 2
     except (DivergedError, StuckWorkerError) as exc:
         one_line_error(prog, exc)
+        return 1
+    except (torch.OutOfMemoryError, RuntimeError) as exc:
+        if not isinstance(exc, torch.OutOfMemoryError) and "can't allocate memory" not in str(exc):
+            raise  # not memory: a bug, with its traceback
+        first = (str(exc).strip().splitlines() or [""])[0]
+        print(f"{prog}: error: out of memory at batch {cfg.batch_size} per device and image size {cfg.image_size}: "
+              f"lower --batch-size or --image-size ({type(exc).__name__}: {first})", file=sys.stderr)
+        get_error_handler().record_exception(exc)  # the root cause, as torch records it, for the sweep
         return 1
     except OSError as exc:  # e.g. --json in a folder that cannot be written
         one_line_error(prog, DataError(f"{exc.filename}: {exc.strerror}"))

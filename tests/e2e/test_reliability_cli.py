@@ -81,3 +81,14 @@ def test_the_sweep_under_torchrun_is_refused_in_one_line():
 def test_node_flags_are_one_line_naming_the_right_flag(tmp_path, args, env, flag):
     proc = sweep(tmp_path, *args, *TINY, env=os.environ | env)
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and flag in proc.stderr, proc.stderr
+
+
+@pytest.mark.slow
+def test_out_of_memory_by_hand_is_one_line_naming_batch_and_image_size(tmp_path):
+    from helpers import FAULTS, TRAIN_TINY
+    env = os.environ | {"MGPU_TEST_FAULT": "oom", "MGPU_TEST_FAULT_RANK": "0",
+                        "PYTHONPATH": os.pathsep.join([str(FAULTS), os.environ.get("PYTHONPATH", "")])}
+    proc = run("mgpu_core", *TRAIN_TINY, "--batch-size", "32", env=env)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith("python -m mgpu_core: error: out of memory at batch 32 "
+                                                           "per device and image size 32: lower --batch-size")
