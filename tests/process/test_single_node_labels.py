@@ -28,3 +28,22 @@ def test_two_nodes_span_when_nnodes_says_so():
     entry = Planned("ddp", 4, 0)
     runner.index = {entry: 0}
     assert runner.spans(entry) == 2 and runner.rendezvous(entry, 0).nnodes == 2
+
+
+@pytest.mark.parametrize("argv, skipped", [
+    (["--compile", "--modes", "single,dp,ddp,fsdp"], {"dp": "compile", "fsdp": "compile"}),
+    (["--device", "cpu", "--modes", "single,dp,ddp"], {"dp": "CUDA"}),
+    (["--ddp-static-graph", "on", "--grad-accum", "1,2", "--modes", "ddp"], {"ddp accum 2 static-graph": "143580"}),
+])
+def test_the_sweeps_plan_skips_what_the_trainer_refuses(argv, skipped):
+    """The issue's inputs through the sweep's own parse and plan (no traceback from plan())."""
+    from bench.run.plan import plan
+    from bench.scaling import parse
+    sweep, goal, axes, nodes, base, device_type, _ = parse([*argv, "--no-comm"])
+    runner = Sweep(sweep, goal, base, device_type, Path("/nonexistent"), [], nodes, 2)
+    entries = plan((1, 2), sweep.modes, 1, 2, 2, base.batch_size, False, axes, runner.variant_label, 1, 2,
+                   runner.refusal)  # as if 2 GPUs were visible: only the trainer's refusals skip
+    for entry in entries:
+        reason = next((why for label, why in skipped.items() if entry.label.startswith(label + " x")), None)
+        assert (entry.skip is None) == (reason is None) and (reason is None or reason in entry.skip), entry
+        assert runner.key(entry) and runner.study(entry)  # refused or not: its record has a key and a study
