@@ -44,6 +44,6 @@ def test_the_sweeps_plan_skips_what_the_trainer_refuses(argv, skipped):
     entries = plan((1, 2), sweep.modes, 1, 2, 2, base.batch_size, False, axes, runner.variant_label, 1, 2,
                    runner.refusal)  # as if 2 GPUs were visible: only the trainer's refusals skip
     for entry in entries:
-        reason = next((why for label, why in skipped.items() if entry.label.startswith(label + " x")), None)
+        reason = next((why for label, why in skipped.items() if entry.label.startswith(label + " ")), None)
         assert (entry.skip is None) == (reason is None) and (reason is None or reason in entry.skip), entry
         assert runner.key(entry) and runner.study(entry)  # refused or not: its record has a key and a study
