@@ -23,7 +23,7 @@ from bench.records.comm import comm_record, read_comm
 from bench.records.files import COMM_FILE
 from bench.records.results import ResultsError, append_record
 from bench.render.plots import render_comm
-from bench.run.handoff import run_child
+from bench.run.handoff import Relay, run_child
 from bench.run.launch import child_command
 from bench.run.nodes import Rendezvous
 from bench.run.provenance import collect
@@ -34,6 +34,12 @@ from mgpu_core.config import ConfigError, TrainConfig
 from mgpu_core.distributed import process_group, usable_cores
 from mgpu_core.files import atomic_write
 from mgpu_core.hardware import pick_device_type
+
+EXAMPLES = """examples:
+  python -m bench.comm --gpus 2,4 --out reports
+  torchrun --standalone --nproc-per-node 2 -m bench.comm --json comm2.json
+exit codes: 0 every count measured, 1 a count failed (or a collective returned a wrong result), 2 bad arguments
+  or no count that fits this machine (one line on stderr)"""
 
 WORKER_ENV = "TORCHELASTIC_RUN_ID"
 """Set by torchrun in its workers: with it this process measures; without it, it launches the workers."""
@@ -59,16 +65,18 @@ def worker(cfg: TrainConfig, comm: CommConfig, json_path: Path | None, smoke: bo
 
 def run_count(cfg: TrainConfig, comm: CommConfig, devices: int, out: Path, command_line: list[str],
               extra: dict | None = None, rendezvous: Rendezvous | None = None, per_node: int | None = None,
-              record: bool = True, env: dict[str, str] | None = None) -> tuple[dict | None, str | None]:
+              record: bool = True, env: dict[str, str] | None = None,
+              relay: Relay | None = None) -> tuple[dict | None, str | None]:
     """Measure one device count in its own torchrun (across nodes with `rendezvous`, `per_node` processes each);
-    append its record to <out>/comm.jsonl unless `record` is off (nodes other than 0). (record, None) or
-    (None, the failure line)."""
+    append its record to <out>/comm.jsonl unless `record` is off (nodes other than 0). Across nodes global rank 0
+    may run on any node: `relay` brings its result home (bench.run.handoff.Relay). (record, None) or (None, the
+    failure line)."""
     outcome, result = run_child(
         out, f"comm-x{devices}",
         lambda flags: child_command(config_to_argv(cfg) + config_to_argv(dataclasses.replace(comm, gpus=None)) + flags,
                                     "ddp", per_node if rendezvous else devices, module="bench.comm",
                                     rendezvous=rendezvous),
-        comm.timeout, env=env if rendezvous else None, read_result=record)
+        comm.timeout, env=env if rendezvous else None, read_result=record, relay=relay)
     if outcome.error or not record:
         return None, outcome.error
     rec = comm_record(result, **(extra or {}), wall_s=outcome.wall_s,
@@ -82,6 +90,9 @@ def launch_all(cfg: TrainConfig, comm: CommConfig, out: Path, command_line: list
     device_type = pick_device_type(cfg.device)
     visible = torch.cuda.device_count() if device_type == "cuda" else usable_cores()
     counts = comm.gpus or tuple(n for n in (2, 4, 8, 16, 32) if n <= max(2, visible))
+    if not [n for n in counts if n <= visible]:  # measuring nothing is not a success
+        unit = "GPUs" if device_type == "cuda" else "CPU processes (usable cores)"
+        raise ConfigError(f"gpus: no count of {','.join(map(str, counts))} fits this machine: {visible} {unit}")
     results = []
     for n in counts:
         if n > visible:
@@ -100,7 +111,7 @@ def launch_all(cfg: TrainConfig, comm: CommConfig, out: Path, command_line: list
 
 @record
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser(prog="python -m bench.comm", description=__doc__)
+    parser = build_parser(prog="python -m bench.comm", description=__doc__, epilog=EXAMPLES)
     add_config_arguments(parser.add_argument_group("collective benchmark"), CommConfig)
     parser.add_argument("--json", type=Path, help="(under torchrun) write the measurement here")
     parser.add_argument("--out", type=Path, default=Path("reports"), help="comm.jsonl and comm.png go here")

@@ -12,6 +12,7 @@ from pathlib import Path
 from bench.explain.goal import Goal
 from bench.records.comm import read_comm
 from bench.records.files import COMM_FILE, REPORT_FILE, SUMMARY_FILE
+from bench.records.pooling import pool
 from bench.records.results import ResultsError, read_records
 from bench.render.html import markdown_table_to_html, paragraphs, write_html
 from bench.render.plots import render, render_comm
@@ -58,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         if not path.is_file():
             parser.error(f"{path}: no such results file")
     try:
-        records = [r for path in args.results for r in read_records(path)]
+        records = pool([(path, read_records(path)) for path in args.results])
         comm_records = [r for path in args.results for r in read_comm(path.parent / COMM_FILE)]
     except ResultsError as exc:
         parser.error(str(exc))

@@ -15,9 +15,10 @@ import psutil
 # Torch-free imports only at the top: a mistyped flag gets its one-line error in well under a second.
 from bench.explain.goal import Goal
 from bench.records.comm import read_comm
-from bench.records.files import COMM_FILE, HANDOFF_DIR, RESULTS_FILE
+from bench.records.files import COMM_FILE, HANDOFF_DIR, LOGS_DIR, RESULTS_FILE
 from bench.records.results import ResultsError, read_records
 from bench.run.axes import Axes
+from bench.run.flag_checks import template, thread_notice, unused_flag
 from bench.run.lock import LockedError, exclusive
 from bench.run.nodes import Nodes
 from bench.run.plan import PlanInput, default_counts, plan
@@ -25,6 +26,7 @@ from bench.run.sweep_config import SweepConfig
 from mgpu_core.cli_args import OneLineErrorParser, add_config_arguments, config_from_args
 from mgpu_core.config import ConfigError, TrainConfig
 from mgpu_core.image_arrays import DataError
+from mgpu_core.names import check_import
 
 EXAMPLES = """worked example (4 GPUs, CIFAR-10 already in ~/data/cifar10):
   python -m bench.scaling --gpus 1,2,4 --dataset cifar10 --data-dir ~/data/cifar10 --epochs 5 --trials 3
@@ -33,9 +35,12 @@ EXAMPLES = """worked example (4 GPUs, CIFAR-10 already in ~/data/cifar10):
   python -m bench.scaling --gpus 1,2,4 --resume          # finish a sweep that was interrupted
   python -m bench.report reports/results.jsonl --out reports   # redraw without re-running
 On a machine without GPUs the same configurations run as CPU processes over gloo (dp is skipped).
-exit codes: 0 done (failed configurations are recorded, not fatal), 2 bad arguments, data, results file or
-  --out (one line on stderr), 130 Ctrl-C, 143 SIGTERM (finished configurations kept; --resume goes on)"""
+exit codes: 0 done (failed configurations are recorded, not fatal), 1 every configuration failed, 2 bad
+  arguments, model, data, results file or --out (one line on stderr), 130 Ctrl-C, 143 SIGTERM (finished
+  configurations kept; --resume goes on)"""
 
+TORCHRUN_WORKER_ENV = "TORCHELASTIC_RUN_ID"
+"""Set by torchrun in every process it starts."""
 CPU_QUICK = {"epochs": 1, "train_samples": 10_000}
 GPU_EPOCHS = 20
 """Default on GPUs: the budget the reference recipe is tuned for (>= 80% at global batch 128-512)."""
@@ -61,6 +66,9 @@ def parse(argv: list[str]) -> tuple[SweepConfig, Goal, Axes, Nodes, TrainConfig,
     """(sweep, goal, base training config, device type, notices). Without --epochs: 20 on GPUs; on a CPU-only
     machine a quick run (1 epoch, on 10,000 samples unless --train-samples says otherwise), announced."""
     parser = build_parser()
+    if os.environ.get(TORCHRUN_WORKER_ENV):
+        parser.error("run the sweep itself, not under torchrun: it starts torchrun for each configuration "
+                     "(across hosts: the same command on each, with --nnodes, --node-rank and --rdzv-endpoint)")
     args = parser.parse_args(argv)
     sweep = config_from_args(SweepConfig, args, parser)
     goal = config_from_args(Goal, args, parser)
@@ -70,7 +78,14 @@ def parse(argv: list[str]) -> tuple[SweepConfig, Goal, Axes, Nodes, TrainConfig,
     train = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
              if hasattr(args, f.name) and f.name not in axis_names}
     try:
-        TrainConfig(**{**train, "epochs": train["epochs"] or 1})  # every training flag checked before torch loads
+        check_import(args.model)  # a misspelt module is refused at once, like an unknown registry name
+    except ConfigError as exc:
+        parser.error(str(exc))
+    unused = unused_flag(train, axes, sweep.modes)
+    if unused:
+        parser.error(unused)
+    try:
+        template({**train, "epochs": train["epochs"] or 1}, sweep.modes)  # every flag checked before torch loads
     except ConfigError as exc:
         parser.error(str(exc))
     from mgpu_core.hardware import pick_device_type
@@ -78,7 +93,7 @@ def parse(argv: list[str]) -> tuple[SweepConfig, Goal, Axes, Nodes, TrainConfig,
         device_type = pick_device_type(args.device)
     except ConfigError as exc:
         parser.error(str(exc))
-    notices = []
+    notices = [line for line in [thread_notice(args.threads, 1)] if line]
     if device_type == "cpu":
         notices.append("notice: no GPU in use: configurations run as CPU processes over gloo, labelled cpu; "
                        "dp is skipped")
@@ -93,7 +108,7 @@ def parse(argv: list[str]) -> tuple[SweepConfig, Goal, Axes, Nodes, TrainConfig,
     # The template every configuration is made from (TrainConfig.for_mode adapts it); the axes fill in the rest.
     train |= {"epochs": args.epochs, "train_samples": args.train_samples}
     try:
-        base = TrainConfig(**train)
+        base = template(train, sweep.modes)
     except ConfigError as exc:
         parser.error(str(exc))
     return sweep, goal, axes, nodes, base, device_type, notices
@@ -106,6 +121,19 @@ def resolve_dataset(train: TrainConfig) -> TrainConfig:
     if locate_dataset(train).name == "synthetic":
         return dataclasses.replace(train, dataset="synthetic")
     return dataclasses.replace(train, dataset="cifar10", download=False)
+
+
+def up_front_model_check(train: TrainConfig) -> str:
+    """The model checked once for the whole study (mgpu_core.model_check), on the CPU, at the study's image size;
+    a model that cannot work is a ConfigError here, before any configuration. Returns the line that says so."""
+    from mgpu_core.model_check import build_and_check
+    from mgpu_core.synthetic import NUM_CLASSES
+    data_size = train.image_size if train.dataset == "synthetic" else 32  # CIFAR-10 is resized after augmenting
+    _, check = build_and_check(train, NUM_CLASSES, data_size)
+    unused = (f"; {len(check.unused_parameters)} parameter(s) without gradient: ddp finds unused parameters"
+              if check.unused_parameters else "")
+    tied = f"; tied parameters {check.shared_parameters[0]} shard as one fsdp unit" if check.shared_parameters else ""
+    return f"model {train.model}: checked ({check.factory_call}; logits: {check.output_rule}){unused}{tied}"
 
 
 def check_results_file(path: Path) -> None:
@@ -155,16 +183,21 @@ def main(argv: list[str] | None = None) -> int:
             base = resolve_dataset(base)
             for line in notices:
                 print(line)
+            print(up_front_model_check(base))  # before any configuration and the collective benchmark
             runner = Sweep(sweep, goal, base, device_type, out, ["python", "-m", "bench.scaling", *argv], nodes,
                            per_node)
             cells = plan(PlanInput(base, device_type, sweep.gpus or default_counts(visible, usable_cores()),
                                    sweep.modes, sweep.trials, sweep.scaling, axes, visible, usable_cores(),
                                    nodes.nnodes, per_node))
-            runner.run(cells, sweep.resume)
+            launched, ok = runner.run(cells, sweep.resume)
             if nodes.node_rank == 0:
                 write_report(read_records(runner.results), out, goal, study=cells[0].study_id,
                              comm_records=read_comm(out / COMM_FILE))
-    except (DataError, ResultsError, LockedError) as exc:
+            if launched and not ok:
+                print(f"python -m bench.scaling: error: every configuration failed ({launched}); the causes are in "
+                      f"{out / RESULTS_FILE} and {out / LOGS_DIR}/", file=sys.stderr)
+                return 1
+    except (DataError, ResultsError, LockedError, ConfigError) as exc:
         print(f"python -m bench.scaling: error: {exc}", file=sys.stderr)
         return 2
     except NodeScheduleError as exc:

@@ -105,7 +105,7 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type, skip: tuple
         flags = [flag_name(f.name), *f.metadata.get("aliases", ())]
         kind, optional = _scalar_type(hints[f.name])
         shown = f"{default * 100:g}" if isinstance(default, float) and f.metadata.get("percent") else default
-        doc = docs.get(f.name) or f.metadata.get("help", "")
+        doc = (docs.get(f.name) or f.metadata.get("help", "")).replace("%", "%%")  # argparse formats with %
         help_text = f"{doc} (default: {shown})"
         if kind is bool:
             parser.add_argument(*flags, dest=f.name, action=argparse.BooleanOptionalAction, default=default,

@@ -176,7 +176,7 @@ class TrainConfig:
 
     compile: bool = False
     """torch.compile the model. Compilation happens in warm-up and is reported as compile_s, never inside an epoch;
-    the last partial batch is dropped so that every step has the same shape."""
+    every step has the same shape (training never runs a partial batch: pipelines.LAST_BATCH_POLICY)."""
 
     threads: int | None = None
     """CPU threads per process (default: usable cores divided by the processes on this node)."""
@@ -238,6 +238,9 @@ class TrainConfig:
             _fail("warmup_steps", "compile needs at least one warm-up step, so that compiling stays off the clock", 0)
         if self.mode == "dp" and self.device == "cpu":
             _fail("mode", "dp needs CUDA devices (nn.DataParallel does nothing on CPU); use ddp", self.mode)
+        if self.ddp_static_graph and self.grad_accum > 1:  # a fix would silently stop all-reducing
+            _fail("ddp_static_graph", "does not work with grad_accum > 1 (pytorch/pytorch#143580: static_graph "
+                  f"breaks no_sync); got grad_accum {self.grad_accum}", self.ddp_static_graph)
 
     @functools.cached_property
     def hparams(self) -> Recipe:
@@ -252,6 +255,17 @@ class TrainConfig:
         if mode == "fsdp":
             reset["fused"] = False  # fused optimizers do not take fsdp's sharded parameters
         return replace(self, mode=mode, **(reset | changes))
+
+    def unchecked_for_mode(self, mode: str, **changes) -> TrainConfig:
+        """for_mode without validation: only for the record of a configuration the sweep refuses before it runs
+        (its ConfigError is the skip reason), so that record keeps its place, label and study."""
+        cfg = object.__new__(TrainConfig)
+        values = asdict(self) | {"mode": mode} | {name: DEFAULTS[name] for name, modes in MODE_ONLY.items()
+                                                  if mode not in modes}
+        values |= {"fused": False} if mode == "fsdp" else {}
+        for name, value in (values | changes).items():
+            object.__setattr__(cfg, name, value)
+        return cfg
 
     @property
     def devices_per_process(self) -> int:

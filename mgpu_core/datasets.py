@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,7 +11,14 @@ from .cifar_files import download_cifar10, find_cifar10, layout_problem, locate_
 from .config import TrainConfig
 from .image_arrays import DataError, ImageArrays
 
-DEFAULT_HOME = Path.home() / ".cache" / "mgpu-bench"
+
+def default_home() -> Path:
+    """~/.cache/mgpu-bench, computed when needed (not at import: HOME may be missing on compute nodes and in
+    containers); without a home, a folder in the system's temporary folder."""
+    try:
+        return Path.home() / ".cache" / "mgpu-bench"
+    except (RuntimeError, KeyError):  # no HOME and no passwd entry
+        return Path(tempfile.gettempdir()) / "mgpu-bench"
 
 
 @dataclass(frozen=True)
@@ -45,13 +53,13 @@ def _choose(cfg: TrainConfig, notice: Callable[[str], None], find):
     the synthetic set stands in (asked for, or in auto mode with a notice)."""
     if cfg.dataset == "synthetic":
         return None
-    data_dir = Path(cfg.data_dir).expanduser() if cfg.data_dir else DEFAULT_HOME / "cifar10"
-    cache_dir = Path(cfg.cache_dir).expanduser() if cfg.cache_dir else DEFAULT_HOME
+    data_dir = Path(cfg.data_dir).expanduser() if cfg.data_dir else default_home() / "cifar10"
+    cache_dir = Path(cfg.cache_dir).expanduser() if cfg.cache_dir else default_home()
     if cfg.data_dir and not data_dir.exists():
         raise DataError(f"{data_dir}: no such file or folder (--data-dir)")
     if cache_dir.exists() and not cache_dir.is_dir():
         raise DataError(f"{cache_dir}: not a folder (--cache-dir, default ~/.cache/mgpu-bench)")
-    found = find(data_dir, cache_dir)
+    found = find(data_dir, cache_dir, notice)
     if found is not None:
         return found
     if cfg.data_dir:  # a location the user named holds no CIFAR-10: never stand in synthetic data for it
@@ -60,9 +68,10 @@ def _choose(cfg: TrainConfig, notice: Callable[[str], None], find):
     if cfg.download:
         reason = download_cifar10(data_dir)
         if reason is None:
-            return find(data_dir, cache_dir)
+            return find(data_dir, cache_dir, notice)
     if cfg.dataset == "cifar10":
-        raise DataError(f"{data_dir}: no CIFAR-10 found (cifar-10-batches-py/, train/ + test/, or .tar.gz) "
+        raise DataError(f"{data_dir}: no CIFAR-10 found (cifar-10-batches-py/, cifar-10-python.tar.gz, train/ + "
+                        "test/, or a .tar.gz of them) "
                         f"and no download ({reason})")
     notice(f"notice: no CIFAR-10 in {data_dir} ({reason}); using the synthetic set "
            f"({cfg.synthetic_train_size} + {cfg.synthetic_test_size} samples, seed {cfg.seed})")

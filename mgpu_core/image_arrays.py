@@ -6,6 +6,9 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+MIN_STD = 1e-6
+"""A channel whose std (0..1 scale) is below this has no spread to normalize: its std is taken as 1."""
+
 
 class DataError(RuntimeError):
     """A dataset is missing or broken; the message names the path and reads as one line."""
@@ -33,16 +36,23 @@ class ImageArrays:
         return replace(self, train_x=self.train_x[keep], train_y=self.train_y[keep])
 
     def channel_stats(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
-        """Per-channel mean and std of the training images, on the 0..1 scale ToTensor uses."""
-        total = np.zeros(3)
-        squares = np.zeros(3)
+        """Per-channel mean and std of the training images, on the 0..1 scale ToTensor uses. The variance is
+        combined chunk by chunk from each chunk's own mean and squared deviations (Chan, Golub and LeVeque 1979),
+        never as E[x^2] - E[x]^2, which rounds below zero for a constant channel; a channel with no spread (std
+        below MIN_STD, e.g. plain-colour images) gets std 1, so normalizing only shifts it."""
+        count, mean, m2 = 0, np.zeros(3), np.zeros(3)
         for start in range(0, len(self.train_x), 4096):  # chunked: a float copy of all 50k images is 1.2 GB
             chunk = self.train_x[start:start + 4096].reshape(-1, 3).astype(np.float64) / 255.0
-            total += chunk.sum(0)
-            squares += (chunk * chunk).sum(0)
-        count = self.train_x.shape[0] * self.train_x.shape[1] * self.train_x.shape[2]
-        mean = total / count
-        std = np.sqrt(squares / count - mean * mean)
+            n = len(chunk)
+            chunk_mean = chunk.mean(0)
+            chunk_m2 = ((chunk - chunk_mean) ** 2).sum(0)
+            delta = chunk_mean - mean
+            total = count + n
+            mean = mean + delta * n / total
+            m2 = m2 + chunk_m2 + delta * delta * count * n / total
+            count = total
+        std = np.sqrt(m2 / max(count, 1))
+        std = np.where(std < MIN_STD, 1.0, std)
         return tuple(mean.tolist()), tuple(std.tolist())
 
     @property

@@ -15,11 +15,13 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from .errors import ConfigError
 from .model import SimpleCNN
-from .names import TORCHVISION, check_model
+from .model_check import call_factory, logits_of
+from .names import TORCHVISION, check_import, check_model
 
 
 def _user_factory(spec: str) -> Callable[..., nn.Module]:
     module_name, _, attr = spec.partition(":")
+    check_import(spec)
     try:
         module = importlib.import_module(module_name)
     except Exception as exc:  # noqa: BLE001 - any import failure of the user's module is one line
@@ -31,23 +33,22 @@ def _user_factory(spec: str) -> Callable[..., nn.Module]:
 
 
 def build_model(name: str, num_classes: int, image_size: int) -> nn.Module:
-    """A fresh, untrained model (seeded by the caller). A user factory is called with num_classes; one that
-    fails or returns no nn.Module is a ConfigError."""
+    """A fresh, untrained model (seeded by the caller). A user factory is called with num_classes, or without
+    arguments where it takes none (model_check.call_factory); one that fails or returns no nn.Module is a
+    ConfigError."""
+    return make_model(name, num_classes, image_size)[0]
+
+
+def make_model(name: str, num_classes: int, image_size: int) -> tuple[nn.Module, str]:
+    """build_model's model, and how it was made (ModelCheck.factory_call)."""
     check_model(name, image_size)
     if name == "simplecnn":
-        return SimpleCNN(num_classes)
+        return SimpleCNN(num_classes), "registry"
     if name in TORCHVISION:
         import torchvision.models as tvm
         extra = {"image_size": image_size} if name == "vit_b_16" else {}
-        return getattr(tvm, name)(weights=None, num_classes=num_classes, **extra)
-    factory = _user_factory(name)
-    try:
-        model = factory(num_classes=num_classes)
-    except Exception as exc:  # noqa: BLE001 - the user's code may raise anything
-        raise ConfigError(f"model: {name}(num_classes={num_classes}) failed ({type(exc).__name__}: {exc})") from None
-    if not isinstance(model, nn.Module):
-        raise ConfigError(f"model: {name} returned {type(model).__name__}, not a torch.nn.Module")
-    return model
+        return getattr(tvm, name)(weights=None, num_classes=num_classes, **extra), "registry"
+    return call_factory(name, _user_factory(name), num_classes)
 
 
 def parameter_count(model: nn.Module) -> int:
@@ -65,7 +66,7 @@ def flops_per_sample(model: nn.Module, image_size: int, device: torch.device) ->
     probe = copy.deepcopy(model).to(device).train()
     x = torch.randn(2, 3, image_size, image_size, device=device)
     with FlopCounterMode(display=False) as counter:
-        probe(x).float().sum().backward()
+        logits_of(probe(x)).float().sum().backward()
     return counter.get_total_flops() / 2
 
 

@@ -3,6 +3,7 @@ import), so readers of records and command lines know them without loading torch
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import typing
 from typing import Literal
@@ -36,3 +37,18 @@ def check_model(name: str, image_size: int) -> None:
                           f"{image_size}")
     if name == "vit_b_16" and image_size % 16:
         raise ConfigError(f"image_size: vit_b_16 needs a multiple of its 16-pixel patch; got {image_size}")
+
+
+def check_import(name: str) -> None:
+    """For package.module:callable, that the module exists (found without running it where the package allows);
+    a misspelt module is a ConfigError at once, like an unknown registry name."""
+    if ":" not in name:
+        return
+    module = name.partition(":")[0]
+    try:
+        found = importlib.util.find_spec(module)
+    except (ImportError, ValueError) as exc:  # a parent package that is missing or fails to import
+        raise ConfigError(f"model: cannot import {module} ({type(exc).__name__}: {exc})") from None
+    if found is None:
+        raise ConfigError(f"model: no module named {module!r} (give package.module:callable, importable from "
+                          "the current folder or PYTHONPATH)")

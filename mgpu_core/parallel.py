@@ -23,7 +23,7 @@ _HOOK_STATES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 """DDP module -> (its comm hook's state, a factory of a fresh one): what reset_comm_hook_state puts back."""
 
 
-def wrap_model(model: nn.Module, cfg: TrainConfig, env: DistEnv) -> nn.Module:
+def wrap_model(model: nn.Module, cfg: TrainConfig, env: DistEnv, find_unused: bool = False) -> nn.Module:
     """Move `model` to this process's device and wrap it for cfg.mode. What "batch size" (cfg.batch_size, B) means:
     - single: one device, one process; each step trains on B samples.
     - dp: one process feeds a batch of B x devices to nn.DataParallel, which splits it into B per GPU, replicates
@@ -32,7 +32,8 @@ def wrap_model(model: nn.Module, cfg: TrainConfig, env: DistEnv) -> nn.Module:
       equals a single-process step on the B x world_size union of the ranks' batches.
     - fsdp: as ddp, but each rank holds a shard of the parameters; they are all-gathered for forward and backward
       and the gradients reduce-scattered, so one step again equals one on the union batch.
-    With grad_accum K, one optimizer step takes K such batches per device.
+    With grad_accum K, one optimizer step takes K such batches per device. `find_unused`: some parameters get no
+    gradient (the model check found them); ddp then runs with find_unused_parameters, as it must.
     """
     model = model.to(env.device)
     if cfg.channels_last and cfg.mode != "fsdp":  # FSDP2 shards contiguous parameters only; inputs stay NHWC
@@ -51,7 +52,8 @@ def wrap_model(model: nn.Module, cfg: TrainConfig, env: DistEnv) -> nn.Module:
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         model = DistributedDataParallel(model, device_ids=[env.device.index] if env.device.type == "cuda" else None,
                                         bucket_cap_mb=cfg.ddp_bucket_mb, static_graph=cfg.ddp_static_graph,
-                                        gradient_as_bucket_view=cfg.ddp_grad_as_bucket_view)
+                                        gradient_as_bucket_view=cfg.ddp_grad_as_bucket_view,
+                                        find_unused_parameters=find_unused)
         _register_hook(model, cfg)
     return torch.compile(model) if cfg.compile else model  # DDP first: compile then splits graphs at its buckets
 
@@ -108,11 +110,30 @@ def _fully_shard(model: nn.Module, cfg: TrainConfig) -> nn.Module:
     policy = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32) \
         if cfg.precision == "bf16" else MixedPrecisionPolicy()
     if cfg.fsdp_wrap == "layer":
-        for module in list(model.modules())[1:]:
-            if any(True for _ in module.parameters(recurse=False)):
-                fully_shard(module, mp_policy=policy)
+        for unit in layer_units(model):
+            fully_shard(unit if len(unit) > 1 else unit[0], mp_policy=policy)
     fully_shard(model, mp_policy=policy)
     return model
+
+
+def layer_units(model: nn.Module) -> list[list[nn.Module]]:
+    """fsdp's layer wrap: every module below the root that owns parameters is a unit, except that modules sharing
+    a parameter (tied weights, e.g. an embedding and the output layer) form one unit together: a parameter cannot
+    be sharded by two units."""
+    owners = [m for m in list(model.modules())[1:] if any(True for _ in m.parameters(recurse=False))]
+    group_of: dict[int, int] = {}  # parameter id -> index of its unit in `units`
+    units: list[list[nn.Module] | None] = []
+    for module in owners:
+        joined = sorted({group_of[id(p)] for p in module.parameters(recurse=False) if id(p) in group_of})
+        unit = [module]
+        for index in joined:  # merge every unit this module shares a parameter with
+            unit = units[index] + unit
+            units[index] = None
+        units.append(unit)
+        for member in unit:
+            for p in member.parameters(recurse=False):
+                group_of[id(p)] = len(units) - 1
+    return [u for u in units if u is not None]
 
 
 def gradient_sync(model: nn.Module, sync: bool):

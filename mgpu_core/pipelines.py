@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import multiprocessing as mp
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,6 +23,12 @@ from .image_arrays import ImageArrays
 from .sharding import EpochShardSampler, eval_indices, shard_indices
 
 CROP_PADDING = 4
+LAST_BATCH_POLICY = ("full steps only: each rank trains whole batches of batch_size and whole optimizer steps of "
+                     "grad_accum batches; its shard's last partial batch, and batches that do not fill a step, are "
+                     "left out, the same way at every device count")
+"""The one last-batch policy of training (docs/reliability.md). A rank's shard is ceil(samples / world_size), so a
+partial last batch would change size with the device count (down to 1 sample, which BatchNorm refuses) and make
+epochs of different counts unequal; the samples actually trained are recorded per epoch instead."""
 
 
 @dataclass(frozen=True)
@@ -38,7 +45,7 @@ class BatchSpec:
     train: bool
     augment: bool
     drop_last: bool = False
-    """Skip the last partial batch (compiled models: every step the same shape)."""
+    """Skip the last partial batch. Training always does (LAST_BATCH_POLICY); evaluation never does."""
     image_size: int | None = None
     """Resize batches to this height and width (bilinear, after augmentation); None keeps the data's size."""
 
@@ -111,9 +118,34 @@ class PILImages(Dataset):
         return self.transform(Image.fromarray(self.images[i])), int(self.labels[i])
 
 
+WORKER_TIMEOUT_S = 300.0
+"""The longest a DataLoader worker may take for one batch (a batch takes well under a second of PIL work): beyond it
+the run fails in one line (StuckWorkerError) instead of hanging while the other ranks wait in a collective."""
+WORKER_PRELOAD = ["torch", "torchvision.transforms", "mgpu_core.pipelines"]
+"""What the forkserver imports once, so that each worker it forks starts in milliseconds."""
+
+
+class StuckWorkerError(RuntimeError):
+    """A DataLoader worker produced no batch within WORKER_TIMEOUT_S; one line."""
+
+
+def worker_context(distributed: bool):
+    """How DataLoader workers start. In a process group, from a forkserver: a worker forked from the training
+    process inherits locks that gloo's and the store's threads held at that instant (they run beside the main
+    thread once a group exists), and such a worker can hang forever on its first lock, leaving its rank in
+    evaluate and the others in the next all-reduce (about 1 run in 40 on CPU). The forkserver is a clean
+    single-threaded process started once; workers fork from it. Without a group (single, dp): plain fork, as the
+    classic tutorial on Linux does."""
+    if not distributed or "forkserver" not in mp.get_all_start_methods():
+        return None
+    context = mp.get_context("forkserver")
+    context.set_forkserver_preload(WORKER_PRELOAD)
+    return context
+
+
 class DataLoaderPipeline:
     def __init__(self, images: np.ndarray, labels: np.ndarray, spec: BatchSpec, workers: int,
-                 persistent_workers: bool = False) -> None:
+                 persistent_workers: bool = False, distributed: bool = False) -> None:
         self.spec = spec
         steps = []
         if spec.augment:
@@ -134,7 +166,9 @@ class DataLoaderPipeline:
         self.loader = DataLoader(PILImages(images, labels, tf), batch_size=spec.batch_size, sampler=self.sampler,
                                  num_workers=workers, pin_memory=spec.device.type == "cuda",
                                  drop_last=spec.drop_last, generator=self.generator,
-                                 persistent_workers=persistent_workers and workers > 0)
+                                 persistent_workers=persistent_workers and workers > 0,
+                                 timeout=WORKER_TIMEOUT_S if workers else 0,
+                                 multiprocessing_context=worker_context(distributed) if workers else None)
         self.set_epoch(0)
 
     def set_epoch(self, epoch: int) -> None:
@@ -157,7 +191,17 @@ class DataLoaderPipeline:
     """The DataLoader keeps the dataset in host memory: nothing of it resides on the training device."""
 
     def __iter__(self):
-        for x, y in self.loader:
+        batches = iter(self.loader)
+        while True:
+            try:
+                x, y = next(batches)
+            except StopIteration:
+                return
+            except RuntimeError as exc:
+                if "timed out" not in str(exc):
+                    raise
+                raise StuckWorkerError(f"a DataLoader worker gave no batch within {WORKER_TIMEOUT_S:g} s (stuck "
+                                       "worker); the configuration fails rather than hang") from None
             yield (self.spec.layout(x.to(self.spec.device, non_blocking=True)),
                    y.to(self.spec.device, non_blocking=True))
 
@@ -179,13 +223,13 @@ def build_pipelines(cfg: TrainConfig, data: ImageArrays, env: DistEnv):
     def spec(train: bool, batch: int) -> BatchSpec:
         return BatchSpec(device=env.device, batch_size=batch * cfg.devices_per_process, mean=mean, std=std,
                          channels_last=cfg.channels_last, rank=env.rank, world_size=env.world_size, seed=cfg.seed,
-                         train=train, augment=cfg.hparams.augment and train, drop_last=cfg.compile and train,
+                         train=train, augment=cfg.hparams.augment and train, drop_last=train,  # LAST_BATCH_POLICY
                          image_size=cfg.image_size)
 
     if cfg.pipeline == "device":
         return (DevicePipeline(data.train_x, data.train_y, spec(True, cfg.batch_size)),
                 DevicePipeline(data.test_x, data.test_y, spec(False, cfg.eval_batch_size)))
     return (DataLoaderPipeline(data.train_x, data.train_y, spec(True, cfg.batch_size), cfg.workers,
-                               cfg.persistent_workers),
+                               cfg.persistent_workers, env.distributed),
             DataLoaderPipeline(data.test_x, data.test_y, spec(False, cfg.eval_batch_size), cfg.workers,
-                               cfg.persistent_workers))
+                               cfg.persistent_workers, env.distributed))

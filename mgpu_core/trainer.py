@@ -19,8 +19,9 @@ from torch.optim.lr_scheduler import LambdaLR
 from .config import ConfigError, TrainConfig
 from .distributed import DistEnv, all_gather_to_host, all_reduce_to_host, barrier, device_synchronize
 from .hardware import bf16_supported, device_name
-from .image_arrays import ImageArrays
-from .models import build_model, flops_per_sample, gradient_bytes, parameter_count, peak_tflops
+from .image_arrays import DataError, ImageArrays
+from .model_check import ModelCheck, build_and_check, logits_of
+from .models import flops_per_sample, gradient_bytes, parameter_count, peak_tflops
 from .overlap import ddp_overlap
 from .parallel import gradient_sync, reset_comm_hook_state, unwrap, wrap_model
 from .pipelines import build_pipelines, last_batch_size
@@ -37,7 +38,8 @@ class EpochRecord:
     time_s: float
     """Wall time of the timed loop on the slowest rank (MAX over ranks)."""
     samples: int
-    """Samples trained, summed over ranks (includes DistributedSampler's wrap-around padding)."""
+    """Samples actually trained, summed over ranks: whole steps only (pipelines.LAST_BATCH_POLICY); includes
+    DistributedSampler's wrap-around padding."""
     steps: int
     """Optimizer steps (the same on every rank)."""
     samples_per_s: float
@@ -105,6 +107,9 @@ class RunResult:
     the DataLoader keeps it in host memory."""
     ddp_overlap: dict | None = None
     """ddp: DDP's own averages of backward compute, communication and their overlap (mgpu_core.overlap)."""
+    model_check: dict = field(default_factory=dict)
+    """The up-front model check (mgpu_core.model_check.ModelCheck): how the factory was called, which output rule
+    gave the logits, parameters without gradient (ddp then finds unused parameters), tied parameters."""
 
     @property
     def final_val_acc(self) -> float:
@@ -153,7 +158,7 @@ class StepRunner:
             last = micro % self.accum == self.accum - 1
             with gradient_sync(self.model, last):
                 with self.region("forward"), self.autocast():
-                    logits = self.model(x)
+                    logits = logits_of(self.model(x))
                     loss = F.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
                 with self.region("backward"):
                     if micro % self.accum == 0:
@@ -205,7 +210,7 @@ def evaluate(model: nn.Module, pipeline, cfg: TrainConfig, env: DistEnv, epoch: 
     batches = lockstep_batches(pipeline, cfg, env) if cfg.mode == "fsdp" else pipeline
     with torch.autocast(env.device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
         for x, y in batches:
-            logits = net(x)
+            logits = logits_of(net(x))
             loss_sum += F.cross_entropy(logits.float(), y, reduction="sum")
             correct += (logits.argmax(1) == y).sum()
             samples += y.shape[0]
@@ -285,13 +290,37 @@ def prepare(cfg: TrainConfig, env: DistEnv, data: ImageArrays):
     """(runner, train pipeline, test pipeline): the wrapped model, its optimizer and schedule, and the data."""
     torch.manual_seed(cfg.seed)  # the same initial weights on every rank and in every mode
     torch.backends.cudnn.benchmark = cfg.cudnn_benchmark
-    bare = build_model(cfg.model, len(data.classes), cfg.image_size)
-    info = ModelInfo(parameter_count(bare), gradient_bytes(bare), flops_per_sample(bare, cfg.image_size, env.device))
-    model = wrap_model(bare, cfg, env)
+    bare, check = build_and_check(cfg, len(data.classes), data.image_size, env.device)
+    info = ModelInfo(parameter_count(bare), gradient_bytes(bare), flops_per_sample(bare, cfg.image_size, env.device),
+                     check)
+    model = wrap_model(bare, cfg, env, find_unused=bool(check.unused_parameters))
     train_pipe, test_pipe = build_pipelines(cfg, data, env)
+    check_full_step(cfg, env, len(data.train_y), len(train_pipe))
     runner = make_runner(model, cfg, env, len(train_pipe))
     runner.model_info = info
     return runner, train_pipe, test_pipe
+
+
+def check_inputs_finite(pipeline, epoch: int) -> None:
+    """A DataError where the pipeline's normalized inputs hold NaN or inf (broken statistics or pixels): then a
+    non-finite loss is not the learning rate's fault. Run off the clock, after a non-finite loss."""
+    pipeline.set_epoch(epoch)
+    for x, _ in pipeline:
+        if not torch.isfinite(x).all():
+            raise DataError(f"the training inputs hold non-finite values (NaN or inf) in epoch {epoch + 1}: the "
+                            "data or its normalization is broken, not the learning rate")
+
+
+def check_full_step(cfg: TrainConfig, env: DistEnv, train_samples: int, batches: int) -> None:
+    """Under LAST_BATCH_POLICY an epoch trains only whole optimizer steps: a ConfigError (one line, before any
+    step) where there is not one."""
+    if batches // cfg.grad_accum == 0:
+        per_rank = math.ceil(train_samples / env.world_size)
+        step = cfg.batch_size * cfg.devices_per_process * cfg.grad_accum
+        raise ConfigError(f"grad_accum: one optimizer step takes {step} samples per rank (batch_size "
+                          f"{cfg.batch_size * cfg.devices_per_process} x grad_accum {cfg.grad_accum}); each of "
+                          f"{env.world_size} rank(s) has {per_rank} of {train_samples}: not one full step per epoch; "
+                          "lower --grad-accum or --batch-size")
 
 
 @dataclass(frozen=True)
@@ -300,6 +329,7 @@ class ModelInfo:
     parameters: int
     gradient_bytes: int
     flops_per_sample: float
+    check: ModelCheck | None = None
 
 
 def reset_peak_memory(env: DistEnv) -> None:
@@ -353,7 +383,13 @@ def train_and_evaluate(cfg: TrainConfig, env: DistEnv, data: ImageArrays,
                        global_batch=global_batch(cfg.batch_size, env.total_devices, cfg.grad_accum),
                        lr_peak=runner.scheduler.base_lrs[0], setup_s=setup_s, compile_s=compile_s,
                        warmup_s=warmup_s, warmup_steps=warmup_steps,
-                       resident_data_bytes=sum(getattr(p, "resident_bytes", 0) for p in (train_pipe, test_pipe)))
+                       resident_data_bytes=sum(getattr(p, "resident_bytes", 0) for p in (train_pipe, test_pipe)),
+                       model_check=info.check.to_dict())
+    if info.check.unused_parameters:
+        log(f"notice: {len(info.check.unused_parameters)} parameter(s) get no gradient "
+            f"({', '.join(info.check.unused_parameters[:3])}{', ...' if len(info.check.unused_parameters) > 3 else ''})"
+            + ("; ddp runs with find_unused_parameters (recorded; it costs a graph walk per step)"
+               if cfg.mode == "ddp" else ""))
     log(f"warm-up {warmup_steps} steps in {warmup_s:.2f} s" + (f" + compile {compile_s:.1f} s" if cfg.compile else "")
         + " (not timed, weights restored)")
     peak = 0
@@ -363,6 +399,7 @@ def train_and_evaluate(cfg: TrainConfig, env: DistEnv, data: ImageArrays,
         peak = max(peak, peak_memory_bytes(env))  # before evaluation, whose batches are larger
         evaluation = evaluate(model, test_pipe, cfg, env, epoch)
         if not math.isfinite(record.loss):  # read after the clock stopped: no host sync inside the loop
+            check_inputs_finite(train_pipe, epoch)  # non-finite inputs are a data problem, not a divergence
             raise DivergedError(f"training loss became non-finite ({record.loss}) in epoch {epoch + 1}; lower --lr")
         result.epochs.append(record)
         result.evals.append(evaluation)

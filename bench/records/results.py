@@ -83,6 +83,7 @@ def make_record(*, cfg: TrainConfig, devices: int, trial: int, scaling: str, dev
         "wall_s": wall_s,
         "epoch_times_s": [e["time_s"] for e in epochs],
         "steps_per_epoch": [e["steps"] for e in epochs],
+        "samples_trained": [e.get("samples") for e in epochs],  # whole steps: pipelines.LAST_BATCH_POLICY
         "rank_epoch_times_s": [e.get("rank_times_s", []) for e in epochs],
         "rank_data_wait_s": [e.get("rank_data_wait_s", []) for e in epochs],
         "warmup_s": result["warmup_s"] if result else None,
@@ -161,6 +162,12 @@ def _finite(value):
     return value
 
 
+def check_record(record: dict, where: str) -> None:
+    """bench.records.pooling.check_record (imported late: pooling imports this module)."""
+    from bench.records.pooling import check_record as check
+    check(record, where)
+
+
 def read_records(path: Path, warn=print) -> list[dict]:
     """Every complete result record of `path`, in the current schema (older versions up-converted). A record of an
     unknown schema version, or one without the keys every reader needs, is refused with ResultsError rather than
@@ -177,6 +184,7 @@ def read_records(path: Path, warn=print) -> list[dict]:
         if missing:
             raise ResultsError(f"{path}:{number}: record without {', '.join(missing)}; move the file aside or use "
                                "another --out")
+        check_record(record, f"{path}:{number}")
         records.append(record)
     return records
 

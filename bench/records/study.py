@@ -21,8 +21,9 @@ study: the axes (bench.run.axes), and what a mode implies (fsdp takes no fused o
 TrainConfig field metadata ("label")."""
 PER_CONFIGURATION = ("mode", "dp_gpus", "seed")
 """Settings each configuration-trial of a study sets for itself."""
-PLACE_ONLY = ("data_dir", "cache_dir", "download", "threads", "dist_timeout_s")
-"""Settings that say where data live or how long to wait: never part of what was measured."""
+PLACE_ONLY = ("data_dir", "cache_dir", "download", "dist_timeout_s")
+"""Settings that say where data live or how long to wait: never part of what was measured. (threads is not one:
+it changes timing, so a --resume with another --threads is another study, never pooled into one row.)"""
 STUDY_INVARIANT_EXCLUDED = (*PER_CONFIGURATION, *PLACE_ONLY, *VARIANT_FIELDS)
 """Every TrainConfig setting that does not split a study; all others do (a study holds them fixed)."""
 

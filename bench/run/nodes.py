@@ -19,12 +19,27 @@ def _env(name: str, default=None):
     return os.environ.get(f"PET_{name}", default)
 
 
+def _env_int(name: str, default: int):
+    """An integer PET_* variable; a value that is not one is kept as text, so that validation names it (no
+    traceback while the parser is built)."""
+    value = _env(name, default)
+    try:
+        return int(value)
+    except ValueError:
+        return value
+
+
+MAX_PORT = 65535
+MAX_PLAN_PORTS = 1000
+"""Ports above the endpoint's that a study's configurations may use (PORT + 1 + 2i): room for 500 configurations."""
+
+
 @dataclass(frozen=True)
 class Nodes:
-    nnodes: int = field(default_factory=lambda: int(_env("NNODES", 1)))
+    nnodes: int = field(default_factory=lambda: _env_int("NNODES", 1))
     """Hosts taking part in the study (torchrun's PET_NNODES when set). Run the same command on each."""
 
-    node_rank: int = field(default_factory=lambda: int(_env("NODE_RANK", 0)))
+    node_rank: int = field(default_factory=lambda: _env_int("NODE_RANK", 0))
     """This host's place: 0 runs everything that fits on one node and writes the records; the others join the
     configurations that span nodes (PET_NODE_RANK)."""
 
@@ -41,13 +56,23 @@ class Nodes:
     """Devices (processes) per node; default: the visible GPUs, or on CPU the usable cores."""
 
     def __post_init__(self) -> None:
-        if self.nnodes < 1 or not 0 <= self.node_rank < self.nnodes:
+        for name in ("nnodes", "node_rank"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ConfigError(f"{name}: must be an integer (got {value!r}; from --{name.replace('_', '-')} or "
+                                  f"PET_{name.upper()})")
+        if self.nnodes < 1:
+            raise ConfigError(f"nnodes: must be >= 1 (got {self.nnodes})")
+        if not 0 <= self.node_rank < self.nnodes:
             raise ConfigError(f"node_rank: must be in [0, nnodes) (got {self.node_rank} of {self.nnodes})")
         if self.nnodes > 1:
             host, _, port = (self.rdzv_endpoint or "").rpartition(":")
             if not host or not port.isdigit():
                 raise ConfigError(f"rdzv_endpoint: HOST:PORT of node 0 is needed with {self.nnodes} nodes "
                                   f"(got {self.rdzv_endpoint!r})")
+            if int(port) > MAX_PORT - MAX_PLAN_PORTS:
+                raise ConfigError(f"rdzv_endpoint: port must be at most {MAX_PORT - MAX_PLAN_PORTS} (the ports above "
+                                  f"it serve the plan's configurations); got {port}")
         if self.nproc_per_node is not None and self.nproc_per_node < 1:
             raise ConfigError(f"nproc_per_node: must be >= 1 (got {self.nproc_per_node})")
 

@@ -9,7 +9,7 @@ from bench.records.results import config_key, study_id, variant_label
 from bench.records.study import Scaling, device_batch
 from bench.run.axes import Axes
 from bench.run.nodes import nodes_needed, span_skip
-from mgpu_core.config import DEFAULTS, ConfigError, TrainConfig
+from mgpu_core.config import ConfigError, TrainConfig
 from mgpu_core.names import BATCHNORM_FREE, DISTRIBUTED_MODES, MODES
 
 NO_AXES = Axes()
@@ -107,18 +107,17 @@ def make_cell(given: PlanInput, mode: str, devices: int, trial: int, variant: Va
                "seed": given.base.seed + trial, **dict(variant)}
     try:
         config = given.base.for_mode(mode, **changes)
-    except ConfigError:
-        if skip is None:
-            raise
-        # A configuration skipped for its device (dp on a CPU) may contradict an explicit --device; its record
-        # still needs the settings it would have run with.
-        config = given.base.for_mode(mode, **changes, device=DEFAULTS["device"])
+    except ConfigError as exc:
+        # The trainer refuses it (torch.compile of dp, static graph with accumulation, ...): skipped with that
+        # reason, never a traceback; its record still names the settings it would have run with.
+        skip = skip or f"refused: {exc}"
+        config = given.base.unchecked_for_mode(mode, **changes)
     label = f"{mode}{' ' + v if (v := variant_label(config)) else ''} x{devices}"
     return Cell(mode=mode, devices=devices, trial=trial, variant=variant, skip=skip, config=config,
                 key=config_key(config, devices, trial, given.scaling, given.device_type),
                 study_id=study_id(config, devices, given.scaling, given.device_type), label=label,
                 stem=f"{label.replace(' ', '-').replace('.', 'p')}-trial{trial}",
-                nodes=nodes_needed(devices, given.node_devices) if mode in DISTRIBUTED_MODES else 1)
+                nodes=nodes_needed(devices, given.node_devices) if spans else 1)  # only --nnodes counts nodes
 
 
 def _one_node(n: int, visible_gpus: int, cores: int) -> str | None:

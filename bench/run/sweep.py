@@ -16,7 +16,7 @@ from bench.records.comm import read_comm
 from bench.records.files import COMM_FILE, RESULTS_FILE
 from bench.records.results import append_record, make_record, read_records
 from bench.records.units import gb_per_s, ms
-from bench.run.handoff import run_child
+from bench.run.handoff import Relay, run_child
 from bench.run.launch import Outcome, child_command
 from bench.run.node_schedule import Launch, NodeSchedule, NodeScheduleError, bound_s
 from bench.run.nodes import Nodes, Rendezvous, rendezvous
@@ -49,6 +49,9 @@ class Sweep:
     index: dict[str, int] = field(default_factory=dict)
     """Each cell's place in the plan, by key: the same on every node, so it names the cell's rendezvous."""
 
+    schedule: NodeSchedule | None = None
+    """Node 0's schedule (several nodes only): also how a result written on another node comes home."""
+
     def takes_part(self, cell: Cell) -> bool:
         return self.nodes.node_rank < cell.nodes
 
@@ -75,15 +78,23 @@ class Sweep:
         return record
 
     def launch(self, cell: Cell, on_epoch) -> tuple[Outcome, dict | None]:
-        """Train one configuration in a child process tree; (outcome, its RunResult dict or None). Global rank 0,
-        on node 0, hands back the result."""
+        """Train one configuration in a child process tree; (outcome, its RunResult dict or None). Node 0 records:
+        global rank 0 hands back the result, from whichever node it ran on."""
         meeting = self.rendezvous(cell, 0)
         return run_child(
             self.out, cell.stem,
             lambda flags: child_command(config_to_argv(cell.config) + flags, cell.mode,
                                         self.per_node if meeting else cell.devices, rendezvous=meeting),
             self.sweep.timeout, on_line=lambda line: on_epoch() if EPOCH_LINE.match(line) else None,
-            env=self.nodes.child_env() if meeting else None, read_result=self.nodes.node_rank == 0)
+            env=self.nodes.child_env() if meeting else None, read_result=self.nodes.node_rank == 0,
+            relay=self.relay(self.launch_name("train", cell)) if meeting else None)
+
+    def relay(self, name: str) -> Relay | None:
+        """How launch `name`'s result comes home to node 0 through its study store (several nodes only)."""
+        if self.schedule is None:
+            return None
+        return Relay(take_over=lambda: self.schedule.take_over(name),
+                     hand_over=lambda text: self.schedule.hand_over(name, text))
 
     def comm_due(self, cell: Cell, measured: set[int]) -> bool:
         """Whether the collective benchmark runs before `cell`: once per device count (and not again on --resume),
@@ -100,11 +111,13 @@ class Sweep:
     def measure_comm(self, cell: Cell) -> None:
         comm = CommConfig(max_bytes=self.sweep.comm_max_bytes, timeout=self.sweep.timeout)
         # the collectives do not depend on the mode or variant: measured as plain ddp of the cell's batch and seed
+        meeting = self.rendezvous(cell, 1)
         plain = self.base.for_mode("ddp", dp_gpus=1, batch_size=cell.config.batch_size, seed=cell.config.seed)
         record, error = run_count(plain, comm, cell.devices, self.out, self.command_line,
-                                  extra={"study": cell.study_id}, rendezvous=self.rendezvous(cell, 1),
+                                  extra={"study": cell.study_id}, rendezvous=meeting,
                                   per_node=self.per_node, record=self.nodes.node_rank == 0,
-                                  env=self.nodes.child_env())
+                                  env=self.nodes.child_env(),
+                                  relay=self.relay(self.launch_name("comm", cell)) if meeting else None)
         if error or record is None:
             tqdm.write(f"collectives x{cell.devices} {self.device_type}: "
                        + (f"FAILED: {error}" if error else f"took part as node {self.nodes.node_rank}"))
@@ -143,19 +156,20 @@ class Sweep:
             local, after_spanning = 0, True
         return spanning
 
-    def run(self, cells: list[Cell], resume: bool) -> None:
-        """Run (or skip, or find done) every planned configuration, recording each. Nodes other than 0 take part
-        in the configurations that span them and record nothing."""
+    def run(self, cells: list[Cell], resume: bool) -> tuple[int, int]:
+        """Run (or skip, or find done) every planned configuration, recording each; (launched, ok) on node 0.
+        Nodes other than 0 take part in the configurations that span them and record nothing ((0, 0))."""
         self.index = {cell.key: i for i, cell in enumerate(cells)}
-        schedule = NodeSchedule(self.nodes, self.sweep.timeout) if self.nodes.multi else None
+        schedule = self.schedule = NodeSchedule(self.nodes, self.sweep.timeout) if self.nodes.multi else None
         if self.nodes.node_rank:
-            return self._take_part(cells, schedule)
+            self._take_part(cells, schedule)
+            return 0, 0
         recorded = {r["key"]: r["status"] for r in read_records(self.results)} if resume else {}
         done = {k for k, status in recorded.items() if status == "ok"}
         actions = self.actions(cells, done)
         if schedule:
             schedule.publish(self.spanning_launches(actions))
-        spanned = 0
+        spanned = launched = ok = 0
         todo = sum(kind == "train" for kind, _ in actions)
         print(f"{len(cells)} configurations: {todo} to run, {len(cells) - todo} skipped or done; "
               f"results in {self.results}")
@@ -181,6 +195,9 @@ class Sweep:
                     outcome, result = self.launch(cell, lambda: bar.update(1))
                     bar.update(seen + self.base.epochs - bar.n)  # a failed configuration's unfinished epochs
                     tqdm.write(f"{name}: {self._finish(cell, outcome, result, prediction)}")
+                    launched += 1
+                    ok += outcome.error is None
+        return launched, ok
 
     def _take_part(self, cells: list[Cell], schedule: NodeSchedule) -> None:
         """Follow node 0's list of launches that span nodes; NodeScheduleError where node 0 is lost or its study
@@ -222,3 +239,10 @@ class Sweep:
                 + (f"(predicted {predicted:.2f} s)  " if predicted else "")
                 + f"{statistics.median(record['samples_per_s']):,.0f} samples/s  val acc {record['val_acc']:.2%}  "
                 f"({outcome.wall_s:.0f} s with start-up)")
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text()
+    except OSError:
+        return None

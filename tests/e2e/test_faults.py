@@ -106,7 +106,7 @@ def test_results_of_another_schema_version_are_refused(tmp_path):
 @pytest.mark.parametrize("damage, message", [
     ("nine_classes", "9 class folders with images under train/ (CIFAR-10 has 10)"),
     ("unreadable_image", "train/cat/0000.png: unreadable image"),
-    ("empty", "no CIFAR-10 there (expected cifar-10-batches-py/, train/ + test/"),
+    ("empty", "no CIFAR-10 there (expected cifar-10-batches-py/, cifar-10-python.tar.gz, train/ + test/"),
     ("truncated_batch", "data_batch_2: unreadable CIFAR-10 batch file"),
     ("missing_batch", "data_batch_5: missing CIFAR-10 batch file"),
     ("wrong_layout", "test_batch: not a CIFAR-10 batch"),
@@ -257,14 +257,16 @@ def test_a_results_file_that_cannot_be_extended_is_refused_before_training(tmp_p
 
 @pytest.mark.slow
 def test_root_causes_and_divergence_are_recorded_in_one_line(tmp_path):
-    failing = sweep(tmp_path / "a", "--gpus", "2", "--modes", "ddp", *TINY, "--model", "docs.my_model:missing",
-                    timeout=300)
-    assert failing.returncode == 0, failing.stderr[-2000:]
+    # (a model that cannot work is refused before any configuration: tests/process/test_model_check.py)
+    failing = sweep(tmp_path / "a", "--gpus", "2", "--modes", "ddp", *TINY, "--grad-accum", "1000", timeout=300)
+    assert failing.returncode == 1, failing.stderr[-2000:]  # every configuration failed: exit 1, one line
+    assert failing.stderr.strip().splitlines()[-1].startswith("python -m bench.scaling: error: every configuration")
     [rec] = read_records(tmp_path / "a" / "results.jsonl")
     assert rec["status"] == "failed"
-    assert re.fullmatch(r"rank [01]: ConfigError: model: docs.my_model has no callable missing", rec["error"])
+    assert re.fullmatch(r"rank [01]: ConfigError: grad_accum: one optimizer step takes 128000 samples per rank .*",
+                        rec["error"])
     diverged = sweep(tmp_path / "b", "--gpus", "1", "--modes", "single", *TINY, "--lr", "1e30", timeout=300)
-    assert diverged.returncode == 0, diverged.stderr[-2000:]
+    assert diverged.returncode == 1, diverged.stderr[-2000:]
     text = (tmp_path / "b" / "results.jsonl").read_text()
     assert "NaN" not in text and "Infinity" not in text  # strict JSON
     [rec] = read_records(tmp_path / "b" / "results.jsonl")

@@ -86,16 +86,15 @@ def test_test_classes_must_match_train_classes(tmp_path):
 
 
 def test_auto_falls_back_only_where_the_user_named_no_location(tmp_path, monkeypatch):
-    from mgpu_core import datasets
-    monkeypatch.setattr(datasets, "DEFAULT_HOME", tmp_path / "home")
+    monkeypatch.setenv("HOME", str(tmp_path / "h"))
     notices = []
     cfg = TrainConfig(dataset="auto", download=False, synthetic_train_size=64, synthetic_test_size=16)
     data = load_dataset(cfg, notice=notices.append)
     assert data.name == "synthetic" and len(data.train_y) == 64
-    assert len(notices) == 1 and "synthetic" in notices[0] and str(tmp_path / "home") in notices[0]
+    assert len(notices) == 1 and "synthetic" in notices[0] and str(tmp_path / "h" / ".cache") in notices[0]
     write_tree(tmp_path / "tree", per_class=1)
     for named, why in ((tmp_path / "tree" / "train", "it is a train/ folder; give the folder that holds train/"),
-                       (tmp_path / "empty", "expected cifar-10-batches-py/, train/ + test/")):
+                       (tmp_path / "empty", "expected cifar-10-batches-py/, cifar-10-python.tar.gz, train/ + test/")):
         named.mkdir(exist_ok=True)
         with pytest.raises(DataError, match="^" + re.escape(f"{named}: no CIFAR-10 there ({why}")):
             load_dataset(TrainConfig(dataset="auto", data_dir=str(named), download=False), notice=notices.append)
@@ -156,9 +155,8 @@ def test_a_zip_named_tar_gz_is_one_line(tmp_path):
 
 
 def test_cifar10_requested_but_absent_is_an_error(tmp_path, monkeypatch):
-    from mgpu_core import datasets
-    monkeypatch.setattr(datasets, "DEFAULT_HOME", tmp_path / "home")
-    with pytest.raises(DataError, match="home/cifar10: no CIFAR-10 found .* and no download \\(download disabled"):
+    monkeypatch.setenv("HOME", str(tmp_path / "h"))
+    with pytest.raises(DataError, match="bench/cifar10: no CIFAR-10 found .* and no download \\(download disabled"):
         load_dataset(TrainConfig(dataset="cifar10", download=False))
 
 

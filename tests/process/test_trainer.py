@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 
-from mgpu_core.config import TrainConfig
-from mgpu_core.distributed import process_group
+from mgpu_core.config import ConfigError, TrainConfig
+from mgpu_core.distributed import DistEnv, process_group
 from mgpu_core.parallel import unwrap
 from mgpu_core.pipelines import build_pipelines
 from mgpu_core.trainer import train_and_evaluate
@@ -24,7 +24,7 @@ def test_epoch_record_is_internally_consistent(small_synthetic):
     result, _, _, _ = train(small_synthetic, epochs=2, batch_size=100)
     assert len(result.epochs) == len(result.evals) == 2
     for record in result.epochs:
-        assert record.samples == 512 and record.steps == math.ceil(512 / 100)
+        assert record.samples == 500 and record.steps == 512 // 100  # whole batches only: LAST_BATCH_POLICY
         assert record.time_s > 0
         assert record.samples_per_s == pytest.approx(record.samples / record.time_s)
         assert record.samples_per_s_per_device == pytest.approx(record.samples_per_s)
@@ -84,3 +84,30 @@ def test_ddp_group_of_one_without_torchrun(small_synthetic, monkeypatch):
     result, _, _, _ = train(small_synthetic, mode="ddp")
     assert result.backend == "gloo" and result.world_size == 1 and result.epochs[0].samples == 512
     assert not torch.distributed.is_initialized()  # torn down
+
+
+@pytest.mark.parametrize("world_size", [1, 2, 3, 4])
+def test_the_last_batch_policy_is_the_same_at_every_device_count(world_size):
+    """258 samples, batch 128 (the issue's BatchNorm case): every rank trains whole batches only, at every count."""
+    from mgpu_core.synthetic import synthetic_cifar
+    data = synthetic_cifar(258, 10, seed=0)
+    cfg = TrainConfig(device="cpu", mode="ddp" if world_size > 1 else "single", batch_size=128 // world_size)
+    env = DistEnv(rank=world_size - 1, world_size=world_size, local_rank=0, local_world_size=world_size,
+                  device=torch.device("cpu"), backend="gloo" if world_size > 1 else None, threads=1)
+    train_pipe, test_pipe = build_pipelines(cfg, data, env)
+    sizes = [len(y) for _, y in train_pipe]
+    assert sizes == [128 // world_size] * 2  # never the 1- or 2-sample tail of a shard
+    assert sum(len(y) for _, y in test_pipe) == len(range(world_size - 1, 10, world_size))  # evaluation keeps all
+
+
+@pytest.mark.parametrize("samples, accum", [(500, 1000), (500, 4), (100, 1)])
+def test_accumulation_without_one_full_step_is_one_line(samples, accum):
+    from mgpu_core.synthetic import synthetic_cifar
+    data = synthetic_cifar(samples, 10, seed=0)
+    with pytest.raises(ConfigError, match="not one full step per epoch"):
+        train(data, batch_size=128, grad_accum=accum, mode="single" if accum == 1 else "ddp")
+
+
+def test_accumulation_trains_whole_steps_and_records_the_samples(small_synthetic):
+    result, _, _, _ = train(small_synthetic, mode="ddp", batch_size=64, grad_accum=3)
+    assert result.epochs[0].steps == 2 and result.epochs[0].samples == 2 * 3 * 64  # 384 of 512, recorded as such

@@ -93,6 +93,6 @@ def test_torchrun_cli_two_ranks(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     record = json.loads(out.read_text())
     assert record["world_size"] == 2 and record["backend"] == "gloo" and record["config"]["mode"] == "ddp"
-    assert [e["samples"] for e in record["epochs"]] == [640, 640]
+    assert [e["samples"] for e in record["epochs"]] == [512, 512]  # 320 per rank: 2 whole batches of 128
     assert record["evals"][-1]["samples"] == 99
     assert proc.stdout.count("notice: running on CPU") == 1  # rank 0 speaks for the run

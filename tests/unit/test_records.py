@@ -58,13 +58,15 @@ def test_the_study_invariant_settings_are_one_list_used_by_the_study_id_and_comp
     base = TrainConfig()
     # every axis is a variant: the settings a sweep varies never split its study
     assert {f.name for f in fields(Axes)} <= set(VARIANT_FIELDS)
-    same = [base.for_mode("ddp", grad_accum=4, seed=3, ddp_bucket_mb=1.0, threads=2, data_dir="/x"),
+    same = [base.for_mode("ddp", grad_accum=4, seed=3, ddp_bucket_mb=1.0, data_dir="/x"),
             base.for_mode("fsdp"), base.for_mode("single", seed=9)]
     assert {study_id(c, 2, "weak", "cuda") for c in same} == {study_id(base, 1, "weak", "cuda")}
     assert {json.dumps(fixed_settings(c.to_dict()), sort_keys=True) for c in same} == {
         json.dumps(fixed_settings(base.to_dict()), sort_keys=True)}
     assert not set(fixed_settings(base.to_dict())) & set(STUDY_INVARIANT_EXCLUDED)
     assert study_id(base.for_mode("ddp", precision="bf16"), 2, "weak", "cuda") != study_id(base, 2, "weak", "cuda")
+    # threads change timing: another --threads is another study, never pooled into one row
+    assert study_id(base.for_mode("ddp", threads=2), 2, "weak", "cuda") != study_id(base, 2, "weak", "cuda")
 
 
 def test_global_batch_is_one_formula_and_the_study_batch_inverts_the_split():
