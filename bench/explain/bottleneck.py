@@ -51,6 +51,8 @@ class Explanation:
     """Share DDP itself measured as hidden: overlap / backward communication (its logging data)."""
     baseline: str | None = None
     """What the point and its band are relative to (bench.explain.prediction)."""
+    refused: str | None = None
+    """Why the point was refused (a speedup above ideal), where it was."""
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,7 @@ def evidence_of(ok: list[dict]) -> Explanation:
                        data_wait_share=statistics.median(waits) if waits else 0.0, point=med("predicted_speedup"),
                        point_band=band[-1] if band else None, predicted_epoch_s=med("predicted_epoch_s"),
                        replay_overlap=med("overlap_share"), baseline=preds[-1].get("baseline") if preds else None,
+                       refused=next((p["refused"] for p in preds if p.get("refused")), None),
                        ddp_overlap=statistics.median(overlaps) if overlaps else None)
 
 

@@ -2,9 +2,9 @@
 operation, the compute profile, contention κ, and the replay (bench.explain.replay). Pure: dicts in, dicts out.
 
 The epoch is predicted in absolute terms (steps x the replayed step from the collective benchmark's N-rank
-measurement, taken minutes before the configuration runs, in the same layout); speedups are against the single
-run's measured epoch where known, else against the collective benchmark's own 1-rank compute-only step (same run,
-same settings as its N-rank step), and the prediction says which baseline it used.
+measurement, taken minutes before the configuration runs, in the same layout); speedups are against the
+collective benchmark's own 1-rank compute-only step (same run, same settings as its N-rank step, so the point and
+the band compare like with like; issue 20 item 4), and the prediction says which baseline it used.
 """
 
 from __future__ import annotations
@@ -157,21 +157,28 @@ def predict(settings: Settings, comm_record: dict, base_epoch_s: float | None = 
     epoch = steps * rep.step_s if steps else None
     band_epoch = [steps * band.overlap_s, steps * band.serial_s] if steps else None
     same_run = comm_record.get("compute_step_1_s")
-    if base_epoch_s and epoch:
-        point, low, high, baseline = (base_epoch_s / epoch, base_epoch_s / band_epoch[1],
-                                      base_epoch_s / band_epoch[0], BASELINE_SINGLE_EPOCH)
-    elif same_run or base_step_s:
+    if same_run or base_step_s:  # like with like: the compute-only step of one rank, from the same run
         base = same_run or base_step_s
         point, low, high = (speedup(base, settings.base_global_batch, t, settings.global_batch)
                             for t in (rep.step_s, band.serial_s, band.overlap_s))
         baseline = BASELINE_SAME_RUN if same_run else BASELINE_SINGLE
+    elif base_epoch_s and epoch:
+        point, low, high, baseline = (base_epoch_s / epoch, base_epoch_s / band_epoch[1],
+                                      base_epoch_s / band_epoch[0], BASELINE_SINGLE_EPOCH)
     else:
         return None
+    ideal = settings.global_batch / settings.base_global_batch
+    refused = None
+    if point > ideal * (1 + 1e-9):  # a prediction above ideal is not a prediction (issue 20's plausibility rule)
+        refused = (f"predicted speedup {point:.2f}x above the ideal {ideal:g}x: the baseline ({baseline}) was "
+                   "measured slower than the N-rank step allows")
+        point, low, high = None, None, None
     return {
         "predicted_step_s": rep.step_s,
         "predicted_step_alpha_beta_s": alpha_beta_only.step_s,
         "predicted_speedup": point,
-        "band_speedup": [low, high],
+        "band_speedup": [low, high] if point else None,
+        "refused": refused,
         "predicted_epoch_s": epoch,
         "band_epoch_s": band_epoch,
         "steps_per_epoch": steps,

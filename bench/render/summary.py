@@ -293,7 +293,9 @@ def overlap_lines(study: StudySummary) -> list[str]:
     return ([f"The point and its band are relative to {' / '.join(baselines)}."] if baselines else []) + [
         f"- {r.label} x{r.devices}: overlap measured by DDP {r.explanation.ddp_overlap:.0%}, replayed "
         f"{r.explanation.replay_overlap:.0%}" for r in study.rows
-        if r.explanation.ddp_overlap is not None and r.explanation.replay_overlap is not None]
+        if r.explanation.ddp_overlap is not None and r.explanation.replay_overlap is not None] + [
+        f"- {r.label} x{r.devices}: prediction refused: {r.explanation.refused}" for r in study.rows
+        if r.explanation.refused]
 
 
 def markdown_summary(study: StudySummary, images: list[str]) -> str:

@@ -178,15 +178,18 @@ def test_a_prediction_from_one_collective_record_with_its_band_and_baseline():
     assert fits["all_reduce"].alpha_s == pytest.approx(1e-3) and fits["all_reduce"].geomean_rel_error < 1e-9
     assert fits["broadcast"].alpha_s == pytest.approx(1e-3) and fits["broadcast"].points == 1
     p = predict(Settings("ddp", 2, 256, 128, ddp_bucket_mb=25), rec, base_epoch_s=10.0, base_steps=100)
-    assert p["baseline"] == BASELINE_SINGLE_EPOCH and p["steps_per_epoch"] == 50 and p["buckets"] == 1
+    assert p["baseline"] == BASELINE_SAME_RUN and p["steps_per_epoch"] == 50 and p["buckets"] == 1
     assert p["predicted_epoch_s"] == pytest.approx(50 * p["predicted_step_s"])
-    assert p["predicted_speedup"] == pytest.approx(10.0 / p["predicted_epoch_s"])
+    # the profile is stretched to the 0.2 s N-rank step; against the 0.1 s 1-rank step 2 devices gain < 1x
+    assert p["predicted_speedup"] == pytest.approx(0.1 / p["predicted_step_s"] * 2) and p["refused"] is None
     low, high = p["band_epoch_s"]
     assert low <= p["predicted_epoch_s"] <= high * 1.1  # κ may push the point a little past no overlap
-    same_run = predict(Settings("ddp", 2, 256, 128, ddp_bucket_mb=25), rec)
-    assert same_run["baseline"] == BASELINE_SAME_RUN and same_run["predicted_epoch_s"] is None
-    # the profile is stretched to the 0.2 s N-rank step; against the 0.1 s 1-rank step 2 devices gain < 1x
-    assert same_run["predicted_speedup"] == pytest.approx(0.1 / p["predicted_step_s"] * 2)
+    old = predict(Settings("ddp", 2, 256, 128), {k: v for k, v in rec.items() if k != "compute_step_1_s"},
+                  base_epoch_s=10.0, base_steps=100)
+    assert old["baseline"] == BASELINE_SINGLE_EPOCH  # a record from before the 1-rank step was measured
+    above = predict(Settings("ddp", 2, 256, 128), rec | {"compute_step_1_s": 1.0}, base_epoch_s=10.0, base_steps=100)
+    assert above["predicted_speedup"] is None and "above the ideal 2x" in above["refused"]
+    assert above["predicted_epoch_s"] == pytest.approx(p["predicted_epoch_s"])  # the epoch stands
     faster_link = predict(Settings("ddp", 2, 256, 128), comm_with_profile(bw=1e10), base_epoch_s=10.0, base_steps=100)
     assert faster_link["predicted_speedup"] > p["predicted_speedup"]  # more bandwidth never predicts slower
     assert predict(Settings("ddp", 2, 256, 128, ddp_comm_hook="powersgd"), rec) is None
