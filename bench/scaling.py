@@ -156,7 +156,8 @@ def main(argv: list[str] | None = None) -> int:
                            per_node)
             counts = sweep.gpus or default_counts(visible, usable_cores())
             entries = plan(counts, sweep.modes, sweep.trials, visible, usable_cores(), base.batch_size,
-                           sweep.global_batch, axes, runner.variant_label, nodes.nnodes, per_node)
+                           sweep.global_batch, axes, runner.variant_label, nodes.nnodes, per_node, sweep.order_seed,
+                           sweep.closing_baseline)
             runner.run(entries, sweep.resume)
             if nodes.node_rank == 0:
                 write_report(read_records(runner.results), out, goal, study=runner.study(entries[0]),

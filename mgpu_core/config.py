@@ -170,6 +170,10 @@ class TrainConfig:
     cudnn_benchmark: bool = True
     """Let cuDNN time its convolution algorithms once and keep the fastest (CUDA only)."""
 
+    flush_denormal: bool = False
+    """CPU: flush denormal floats to zero (torch.set_flush_denormal), in every process alike; denormal arithmetic
+    is many times slower on x86 and can dominate CPU timings (docs/trust.md). No effect on CUDA kernels."""
+
     compile: bool = False
     """torch.compile the model. Compilation happens in warm-up and is reported as compile_s, never inside an epoch;
     the last partial batch is dropped so that every step has the same shape."""

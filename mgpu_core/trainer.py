@@ -97,6 +97,8 @@ class RunResult:
     evals: list[EvalRecord] = field(default_factory=list)
     peak_memory_bytes: list[int] = field(default_factory=list)
     """Per rank: CUDA's max allocated memory on its device(s), or on CPU the process's peak resident set size."""
+    rank_threads: list[int] = field(default_factory=list)
+    """Per rank: the intra-op threads it trained with (torch.get_num_threads at the end)."""
 
     @property
     def final_val_acc(self) -> float:
@@ -333,4 +335,5 @@ def train_and_evaluate(cfg: TrainConfig, env: DistEnv, data: ImageArrays,
             f"{record.samples_per_s_per_device * flops / 1e12:.3g} TFLOP/s/device)  loss {record.loss:.4f}  "
             f"train acc {record.train_acc:.2%}  val acc {evaluation.accuracy:.2%}")
     result.peak_memory_bytes = [int(m) for [m] in all_gather_to_host(env, [peak_memory_bytes(env)])]
+    result.rank_threads = [int(t) for [t] in all_gather_to_host(env, [torch.get_num_threads()])]
     return result, model

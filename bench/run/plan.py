@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 
 from bench.run.axes import Axes
@@ -46,13 +47,17 @@ def default_counts(visible_gpus: int, cores: int) -> tuple[int, ...]:
 
 def plan(counts: tuple[int, ...], modes: tuple[str, ...], trials: int, visible_gpus: int, cores: int,
          batch_size: int, global_batch: bool, axes: Axes = NO_AXES, label=lambda mode, variant: "",
-         nnodes: int = 1, per_node: int | None = None) -> list[Planned]:
-    """Trials outermost, so slow drift of a shared machine spreads over all configurations alike. single runs on
-    one device only (the baseline), whatever the counts; every axis value of a mode is its own configuration
-    (`label` names a variant). With several nodes of `per_node` devices, ddp and fsdp counts beyond one node span
-    nodes."""
+         nnodes: int = 1, per_node: int | None = None, order_seed: int | None = None,
+         closing_baseline: bool = False) -> list[Planned]:
+    """Trials outermost, so slow drift of a shared machine spreads over all configurations alike; with `order_seed`,
+    each trial round in its own shuffled order (random.Random(order_seed + trial)). single runs on one device only
+    (the baseline), whatever the counts; every axis value of a mode is its own configuration (`label` names a
+    variant). With several nodes of `per_node` devices, ddp and fsdp counts beyond one node span nodes. With
+    `closing_baseline` (and single in `modes`), the 1-device baseline runs once more at the very end, as trial
+    `trials`, so drift during the study shows (bench.render.trust)."""
     entries = []
     for trial in range(trials):
+        start = len(entries)
         for n in sorted(set(counts) | ({1} if "single" in modes else set())):
             for mode in (m for m in MODES if m in modes):
                 if mode == "single" and n != 1:
@@ -62,6 +67,12 @@ def plan(counts: tuple[int, ...], modes: tuple[str, ...], trials: int, visible_g
                     too_many = span_skip(n, per_node or 1, nnodes) if spans else _one_node(n, visible_gpus, cores)
                     reason = _skip_reason(mode, n, visible_gpus, batch_size, global_batch, dict(variant), too_many)
                     entries.append(Planned(mode, n, trial, reason, variant, label(mode, variant)))
+        if order_seed is not None:
+            round_ = entries[start:]
+            random.Random(order_seed + trial).shuffle(round_)
+            entries[start:] = round_
+    if closing_baseline and "single" in modes:
+        entries.append(Planned("single", 1, trials, None, (), label("single", ())))
     return entries
 
 

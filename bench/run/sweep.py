@@ -14,9 +14,11 @@ from tqdm import tqdm
 
 from bench.comm import run_count
 from bench.explain.goal import Goal
+from bench.explain.plausibility import noisy
 from bench.records.comm import read_comm
 from bench.records.files import COMM_FILE, HANDOFF_DIR, LOGS_DIR, RESULTS_FILE
 from bench.records.results import append_record, config_key, make_record, read_records, study_id, variant_label
+from bench.run.interference import InterferenceSampler
 from bench.run.launch import Outcome, child_command, run_logged
 from bench.run.node_schedule import NodeSchedule, NodeScheduleError, Step, bound_s
 from bench.run.nodes import Nodes, Rendezvous, nodes_needed, rendezvous
@@ -88,13 +90,17 @@ class Sweep:
         return study_id(self.child_config(entry), entry.devices, self.scaling, self.device_type)
 
     def record(self, entry: Planned, status: str, *, result: dict | None = None, error: str | None = None,
-               wall_s: float | None = None) -> dict:
-        """Build and append the record of one configuration-trial, whatever its outcome."""
+               wall_s: float | None = None, interference: dict | None = None) -> dict:
+        """Build and append the record of one configuration-trial, whatever its outcome; with the study's design
+        (order seed, place in the plan, whether it is the closing baseline) and what else ran meanwhile."""
         cfg = self.child_config(entry)
         record = make_record(cfg=cfg, devices=entry.devices, trial=entry.trial, scaling=self.scaling,
                              device_type=self.device_type, status=status, result=result, error=error, wall_s=wall_s,
                              provenance=collect(cfg.precision, cfg.seed, self.command_line, result, self.spans(entry)),
                              target_val_acc=self.goal.min_val_acc)
+        record["design"] = {"order_seed": self.sweep.order_seed, "position": self.index.get(entry),
+                            "closing_baseline": entry.trial == self.sweep.trials}
+        record["interference"] = interference
         append_record(self.results, record)
         return record
 
@@ -107,11 +113,17 @@ class Sweep:
         result_file.unlink(missing_ok=True)  # never mistake an earlier run's file for this one's
         argv = config_to_argv(self.child_config(entry)) + ["--json", str(result_file)]
         meeting = self.rendezvous(entry, 0)
-        cmd = child_command(argv, entry.mode, self.per_node if meeting else entry.devices, rendezvous=meeting)
-        outcome = run_logged(cmd, self.sweep.timeout,
-                             self.out / LOGS_DIR / f"{stem}.log",
-                             lambda line: on_epoch() if EPOCH_LINE.match(line) else None, failure_file,
-                             self.nodes.child_env() if meeting else None)
+        local = self.per_node if meeting else entry.devices
+        cmd = child_command(argv, entry.mode, local, rendezvous=meeting)
+        sampler = InterferenceSampler(list(range(local)) if self.device_type == "cuda" else None).start()
+        try:
+            outcome = run_logged(cmd, self.sweep.timeout,
+                                 self.out / LOGS_DIR / f"{stem}.log",
+                                 lambda line: on_epoch() if EPOCH_LINE.match(line) else None, failure_file,
+                                 self.nodes.child_env() if meeting else None, on_start=sampler.follow)
+        finally:
+            interference = sampler.stop()
+        outcome.interference = interference
         result = None
         if outcome.error is None and self.nodes.node_rank == 0:  # global rank 0, on node 0, hands back the result
             try:
@@ -244,9 +256,10 @@ class Sweep:
         """Record a launched configuration; the progress line that says how it went."""
         if outcome.error is not None:
             status = "timeout" if outcome.timed_out else "failed"
-            self.record(entry, status, error=outcome.error, wall_s=outcome.wall_s)
+            self.record(entry, status, error=outcome.error, wall_s=outcome.wall_s, interference=outcome.interference)
             return f"{'timeout' if outcome.timed_out else 'FAILED'}: {outcome.error}"
-        record = self.record(entry, "ok", result=result, wall_s=outcome.wall_s)
+        record = self.record(entry, "ok", result=result, wall_s=outcome.wall_s, interference=outcome.interference)
+        noisy_line = noisy(outcome.interference)
         return (f"ok  epoch {statistics.median(record['epoch_times_s']):.2f} s  "
                 f"{statistics.median(record['samples_per_s']):,.0f} samples/s  val acc {record['val_acc']:.2%}  "
-                f"({outcome.wall_s:.0f} s with start-up)")
+                f"({outcome.wall_s:.0f} s with start-up)" + (f"  {noisy_line}" if noisy_line else ""))

@@ -52,7 +52,7 @@ def test_sweep_end_to_end_then_resume(tmp_path):
     (tmp_path / "results.jsonl").write_text("\n".join(kept) + "\n")
     again = sweep(tmp_path, "--gpus", "1,2", *TINY, "--comm", "--comm-max-bytes", "65536", "--resume")
     assert again.returncode == 0, again.stderr[-3000:]
-    assert again.stdout.count("done already (--resume)") == 2
+    assert again.stdout.count("done already (--resume)") == 3  # single x1, ddp x1 and the closing baseline
     assert "collectives x2: measured already" in again.stdout + again.stderr
     after = read_records(tmp_path / "results.jsonl")
     assert len(after) == len(kept) + 1 and after[-1]["key"] == ddp2["key"] and after[-1]["status"] == "ok"
