@@ -127,3 +127,20 @@ def test_oversubscription_is_stated_on_the_row():
     assert oversubscribed(rec) == "oversubscribed: 2 ranks x 2 threads on 2 cores"
     rec["result"]["rank_threads"] = [1, 1]
     assert oversubscribed(rec) is None
+
+
+def test_the_docs_quote_every_threshold():
+    import ast
+    import importlib
+    from pathlib import Path
+    text = (Path(__file__).parents[2] / "docs" / "trust.md").read_text()
+    rows = [line.split(" | ") for line in text.splitlines() if line.startswith("| `")]
+    quoted = {}
+    for name, value, where, *_ in rows:
+        module = importlib.import_module(where.strip("`").removesuffix(".py").replace("/", "."))
+        quoted[name.strip("| `")] = (ast.literal_eval(value), getattr(module, name.strip("| `")))
+    assert {k: v for k, (v, _) in quoted.items()} == {k: code for k, (_, code) in quoted.items()}
+    import bench.explain.noise as noise
+    import bench.explain.plausibility as plausibility
+    constants = {n for m in (plausibility, noise) for n in dir(m) if n.isupper() and n not in ("MEDIAN_SE",)}
+    assert constants - {"CANNOT_JUDGE", "VERDICTS"} <= set(quoted)  # every threshold of these modules is quoted
