@@ -33,7 +33,7 @@ from mgpu_core.cli_args import OneLineErrorParser, add_config_arguments, config_
 REFUSED = ("dataset", "batch_per_device", "precision", "scaling", "image_size", "train_samples", "epochs")
 """Study settings that make a comparison meaningless when they differ (unless --force)."""
 SHOWN = ("torch", "torchvision", "cuda", "nccl", "driver", "host", "git_commit", "device_names", "cpu_model",
-         "omp_num_threads", "torch_threads", "flush_denormal")
+         "omp_num_threads", "torch_threads", "rank_threads", "flush_denormal")
 """Provenance that is usually the point of a comparison: shown in the header, never refused."""
 IGNORED_CONFIG = ("mode", "dp_gpus", "seed", "data_dir", "cache_dir", "download", "dist_timeout_s", "sync_bn")
 EXIT_REGRESSION = 1

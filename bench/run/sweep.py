@@ -260,6 +260,8 @@ class Sweep:
             return f"{'timeout' if outcome.timed_out else 'FAILED'}: {outcome.error}"
         record = self.record(entry, "ok", result=result, wall_s=outcome.wall_s, interference=outcome.interference)
         noisy_line = noisy(outcome.interference)
-        return (f"ok  epoch {statistics.median(record['epoch_times_s']):.2f} s  "
-                f"{statistics.median(record['samples_per_s']):,.0f} samples/s  val acc {record['val_acc']:.2%}  "
+        epoch_s = statistics.median(record["epoch_times_s"])
+        samples = statistics.median(v * t for v, t in zip(record["samples_per_s"], record["epoch_times_s"],
+                                                          strict=True))
+        return (f"ok  epoch {epoch_s:.2f} s  {samples / epoch_s:,.0f} samples/s  val acc {record['val_acc']:.2%}  "
                 f"({outcome.wall_s:.0f} s with start-up)" + (f"  {noisy_line}" if noisy_line else ""))

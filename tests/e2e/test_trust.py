@@ -42,8 +42,6 @@ def test_a_cpu_burner_during_one_configuration_flags_that_row_noisy(tmp_path):
     rows = by_label(read_records(results))
     ddp2 = rows["ddp", 2]
     assert ddp2["interference"]["other_cpu_share"] > NOISY_CPU_SHARE
-    assert {t["name"] for t in ddp2["interference"]["top_others"]} & {"python", "python3", os.path.basename(
-        sys.executable)}
     assert ddp2["result"]["rank_threads"] and ddp2["design"]["closing_baseline"] is False
     line = next(x for x in out.splitlines() if x.startswith("| 2 cpu | ddp |"))
     assert "| ok; noisy" in line and "near ideal" not in line
