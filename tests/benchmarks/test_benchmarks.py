@@ -3,6 +3,7 @@ target check, which is a timing comparison and so belongs to benchmark runs only
 
 import os
 import statistics
+import time
 
 import pytest
 import torch
@@ -154,7 +155,8 @@ def test_cpu_fast_path_target(benchmark, real_cifar):
 def _single_and_ddp_x1(queue, flush: bool, samples: int, epochs: int, overrides: dict) -> None:
     """In one fresh process (the denormal setting reaches the thread pool only before it starts): single and ddp x1
     (a process group of one) built from the same seed, their timed epochs alternating, so load on a shared machine
-    falls on both alike; puts {"single": [epoch s...], "ddp": [...], "threads": n}."""
+    falls on both alike; puts {"single": [epoch s...], "ddp": [...], "single_cpu": [CPU s...], "ddp_cpu": [...],
+    "threads": n}."""
     data = synthetic_cifar(samples, 100, seed=0)
     single, ddp = (cpu_config(mode=m, flush_denormal=flush, **overrides) for m in ("single", "ddp"))
     with process_group(ddp) as env:
@@ -162,10 +164,13 @@ def _single_and_ddp_x1(queue, flush: bool, samples: int, epochs: int, overrides:
         for runner, pipe in runners.values():
             warm_up(runner, pipe, single)
         times = {name: [] for name in runners}
+        cpu = {f"{name}_cpu": [] for name in runners}  # process CPU seconds: robust to waiting for a loaded CPU
         for epoch in range(epochs):
             for name, (runner, pipe) in runners.items():
+                start = time.process_time()
                 times[name].append(train_epoch(runner, pipe, epoch).time_s)
-        queue.put(times | {"threads": env.threads})
+                cpu[f"{name}_cpu"].append(time.process_time() - start)
+        queue.put(times | cpu | {"threads": env.threads})
 
 
 @pytest.mark.parametrize("flush", [False, True], ids=["denormals", "flush-denormal"])
@@ -188,7 +193,8 @@ def test_ddp_x1_within_5_percent_of_single(benchmark, flush):
     benchmark.pedantic(side_by_side, rounds=1, warmup_rounds=0)
     ratio = statistics.median(results["single"]) / statistics.median(results["ddp"])  # samples/s ddp / single
     benchmark.extra_info.update({"ddp_over_single_samples_per_s": ratio, "threads": results["threads"],
-                                 "single_epoch_s": results["single"], "ddp_epoch_s": results["ddp"]})
+                                 "single_epoch_s": results["single"], "ddp_epoch_s": results["ddp"],
+                                 "single_cpu_s": results["single_cpu"], "ddp_cpu_s": results["ddp_cpu"]})
     if benchmark.disabled:
         return
     assert ratio >= 0.95, results
