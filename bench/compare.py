@@ -16,7 +16,6 @@ never passes.
 
 from __future__ import annotations
 
-import statistics
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -136,8 +135,8 @@ def table(pairs: list[Pair], device_type: str) -> str:
              "| time to target base | time to target new | verdict | why |", "|" + "---|" * 11]
     for p in pairs:
         eff = [f"{r.efficiency:.0%}" if r.efficiency is not None else "-" for r in (p.base, p.new)]
-        lines.append(f"| {p.base.devices} {device_type} | {p.base.label} | {statistics.median(p.base_values):,.0f} "
-                     f"| {statistics.median(p.new_values):,.0f} | {p.change:+.1%} | {eff[0]} | {eff[1]} "
+        lines.append(f"| {p.base.devices} {device_type} | {p.base.label} | {p.base.samples_per_s[0]:,.0f} "
+                     f"| {p.new.samples_per_s[0]:,.0f} | {p.change:+.1%} | {eff[0]} | {eff[1]} "
                      f"| {_time(p.base)} | {_time(p.new)} | {p.verdict} | {p.why} |")
     return "\n".join(lines)
 

@@ -1,6 +1,7 @@
 """Whether a change is larger than the noise: pure statistics for bench.compare (numbers in, a verdict out).
 
-The change is the ratio of the medians (new / base) of higher-is-better values (per-epoch samples/s). Each side's
+The change compares samples / median epoch time, the table's samples/s (bench.render.summary): the medians of the
+per-epoch seconds per sample (1 / samples/s), base over new. Each side's
 noise is robust: sigma = 1.4826 x the median absolute deviation (scipy.stats.median_abs_deviation, scale "normal"),
 and the standard error of its median 1.2533 sigma / sqrt(n) (the median's efficiency for normal data: sqrt(pi/2)).
 A pair is declared faster or slower only when
@@ -43,24 +44,31 @@ def outliers(values: list[float]) -> list[float]:
     return [v for v in values if abs(0.6745 * (v - median) / mad) > OUTLIER_Z]
 
 
+def _per_sample(rates: list[float]) -> list[float]:
+    """Seconds per sample of each epoch: its median inverts to samples / median epoch time."""
+    return [1 / v for v in rates]
+
+
 def change_interval(base: list[float], new: list[float], alpha: float) -> tuple[float, float]:
-    """(low, high) of the relative change median(new) / median(base) - 1 at confidence 1 - alpha: the change plus or
-    minus z(1 - alpha/2) x the medians' robust relative standard errors combined in quadrature."""
+    """(low, high) of the relative change of samples/s (`base`, `new`: per-epoch samples/s) at confidence 1 - alpha:
+    the change plus or minus z(1 - alpha/2) x the medians' robust relative standard errors combined in quadrature."""
     def se(values: list[float]) -> float:
         sigma = float(stats.median_abs_deviation(values, scale="normal"))
         return MEDIAN_SE * sigma / math.sqrt(len(values)) / statistics.median(values)
 
-    ratio = statistics.median(new) / statistics.median(base)
+    base, new = _per_sample(base), _per_sample(new)
+    ratio = statistics.median(base) / statistics.median(new)
     half = float(stats.norm.ppf(1 - alpha / 2)) * ratio * math.hypot(se(base), se(new))
     return ratio - 1 - half, ratio - 1 + half
 
 
 def judge(base: list[float], new: list[float], min_change: float, alpha: float = 0.05) -> tuple[str, float, str]:
-    """(verdict, change, why) for higher-is-better values: verdict is one of VERDICTS; `alpha` sets the interval's
-    confidence (1 - alpha). Outliers are named in `why`."""
+    """(verdict, change, why) for per-epoch samples/s of each side: verdict is one of VERDICTS, change the relative
+    change of samples / median epoch time; `alpha` sets the interval's confidence (1 - alpha). Outliers are named in
+    `why`."""
     if not base or not new:
         return CANNOT_JUDGE, 0.0, "no successful values on a side"
-    change = statistics.median(new) / statistics.median(base) - 1
+    change = statistics.median(_per_sample(base)) / statistics.median(_per_sample(new)) - 1
     if len(base) < 2 or len(new) < 2:
         return CANNOT_JUDGE, change, "noise unknown (one value on a side: run more epochs or --trials)"
     notes = [f"{len(o)} outlier{'s' if len(o) > 1 else ''} in {side} ({', '.join(f'{v:,.0f}' for v in o)})"
