@@ -153,7 +153,7 @@ def test_a_two_node_study_matches_one_host(two_hosts, tmp_path):
     ddp2 = records["ddp", 2]
     assert ddp2["status"] == "ok" and ddp2["provenance"]["nodes"] == 2 and ddp2["result"]["world_size"] == 2
     assert records["single", 1]["provenance"]["nodes"] == 1
-    assert "| 2 cpu, 2 nodes | ddp | ok |" in (tmp_path / "node0" / "summary.md").read_text()
+    assert "| 2 cpu, 2 nodes | ddp | ok" in (tmp_path / "node0" / "summary.md").read_text()  # "; noisy" if busy
     comm = [line for line in (tmp_path / "node0" / "comm.jsonl").read_text().splitlines()]
     assert len(comm) == 1 and '"nodes": 2' in comm[0]  # the collectives measured between the hosts
 
