@@ -200,6 +200,7 @@ def test_a_node_lost_mid_run_is_recorded_and_the_study_goes_on(two_hosts, tmp_pa
     lost = next(r for r in rows if r[:2] == ("ddp", 0))
     assert lost[2] in ("failed", "timeout") and lost[3] and "\n" not in lost[3], rows
     assert time.monotonic() - lost_at < 60 + 30 + 60  # within the configured timeouts
-    assert [r[:3] for r in rows if r[0] == "single"] == [("single", 0, "ok"), ("single", 1, "ok")]  # went on
+    assert [r[:3] for r in rows if r[0] == "single"] == [("single", 0, "ok"), ("single", 1, "ok"),
+                                                         ("single", 2, "ok")]  # went on, to the closing baseline
     assert next(r for r in rows if r[:2] == ("ddp", 1))[2] in ("failed", "timeout")  # nobody to meet
     assert _pids(two_hosts[0][0]) == [] and _pids(two_hosts[1][0]) == []
