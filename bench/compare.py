@@ -6,18 +6,22 @@ Configurations pair by (model, mode and variant, devices, batch, precision); eac
 and time to target for both sides, the change, and a verdict (faster, slower or no change) declared only beyond
 the noise (bench.explain.noise). Unpaired configurations are listed. Studies whose settings make a comparison
 meaningless (another dataset, batch, precision, ...) are refused in one line unless --force; what a comparison is
-for (torch, driver, host, commit, other settings) is shown in the header.
+for (torch, driver, host, commit, other settings, threads included) is shown in the header.
+
+Exit codes: 0 done (and, with --fail-on-regression, no regression); 1 a pair slower by more than the allowed percent
+beyond the noise; 2 bad input (one line); 3 --fail-on-regression could not judge (one value on a side, a side with only
+failed records, a configuration that ran in base and failed in new, or no pair at all): a gate that cannot judge
+never passes.
 """
 
 from __future__ import annotations
 
-import statistics
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from bench.explain.goal import Goal
-from bench.explain.noise import judge
+from bench.explain.noise import CANNOT_JUDGE, judge
 from bench.records.files import REPORT_FILE, RESULTS_FILE
 from bench.records.results import ResultsError, read_records
 from bench.records.study import fixed_settings
@@ -29,8 +33,12 @@ from mgpu_core.cli_args import OneLineErrorParser, add_config_arguments, config_
 
 REFUSED = ("dataset", "batch_per_device", "precision", "scaling", "image_size", "train_samples", "epochs")
 """Study settings that make a comparison meaningless when they differ (unless --force)."""
-SHOWN = ("torch", "torchvision", "cuda", "nccl", "driver", "host", "git_commit", "device_names", "cpu_model")
+SHOWN = ("torch", "torchvision", "cuda", "nccl", "driver", "host", "git_commit", "device_names", "cpu_model",
+         "omp_num_threads", "torch_threads", "rank_threads", "flush_denormal")
 """Provenance that is usually the point of a comparison: shown in the header, never refused."""
+EXIT_REGRESSION = 1
+EXIT_CANNOT_JUDGE = 3
+"""--fail-on-regression met a comparison it cannot judge: its own code, never 0."""
 
 
 class CompareError(RuntimeError):
@@ -129,8 +137,8 @@ def table(pairs: list[Pair], device_type: str) -> str:
              "| time to target base | time to target new | verdict | why |", "|" + "---|" * 11]
     for p in pairs:
         eff = [f"{r.efficiency:.0%}" if r.efficiency is not None else "-" for r in (p.base, p.new)]
-        lines.append(f"| {p.base.devices} {device_type} | {p.base.label} | {statistics.median(p.base_values):,.0f} "
-                     f"| {statistics.median(p.new_values):,.0f} | {p.change:+.1%} | {eff[0]} | {eff[1]} "
+        lines.append(f"| {p.base.devices} {device_type} | {p.base.label} | {p.base.samples_per_s[0]:,.0f} "
+                     f"| {p.new.samples_per_s[0]:,.0f} | {p.change:+.1%} | {eff[0]} | {eff[1]} "
                      f"| {_time(p.base)} | {_time(p.new)} | {p.change_verdict} | {p.why} |")
     return "\n".join(lines)
 
@@ -144,19 +152,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--force", action="store_true", help="compare studies whose settings differ")
     parser.add_argument("--min-change", type=float, default=5.0, metavar="PERCENT",
                         help="smallest change worth a verdict, in percent (default: 5)")
-    parser.add_argument("--alpha", type=float, default=0.05, help="level of the rank test (default: 0.05)")
+    parser.add_argument("--alpha", type=float, default=0.05,
+                        help="1 - confidence of the interval of the change (default: 0.05)")
     parser.add_argument("--fail-on-regression", type=float, default=None, metavar="PERCENT",
-                        help="exit 1 when any pair got slower by more than PERCENT beyond the noise")
+                        help="exit 1 when any pair got slower by more than PERCENT beyond the noise; exit 3 when "
+                        "the comparison cannot be judged (one value on a side, only failed records, no pair)")
     add_config_arguments(parser.add_argument_group("goal"), Goal)
     args = parser.parse_args(argv)
     goal = config_from_args(Goal, args, parser)
     for name in ("min_change", "alpha", "fail_on_regression"):
         value = getattr(args, name)
-        if value is not None and not (0 <= value < (1 if name == "alpha" else 100)):
+        if value is not None and not (0 < value < 1 if name == "alpha" else 0 <= value < 100):
             parser.error(f"{name}: out of range (got {value:g})")
     notices: list[str] = []
     try:
         base, new = (load_side(p.expanduser(), goal, notices.append) for p in (args.base, args.new))
+        failed_only = next((f"{name} has only failed records ({side.path})" for name, side in
+                            (("base", base), ("new", new)) if not any(r["status"] == "ok" for r in side.records)), None)
+        if failed_only and args.fail_on_regression is not None:
+            print(f"gate: cannot judge: {failed_only}", file=sys.stderr)
+            return EXIT_CANNOT_JUDGE
         pairs, only_base, only_new, settings = compare(base, new, args.force, fraction(args.min_change), args.alpha)
         text = report(base, new, pairs, only_base, only_new, settings, args.out.expanduser())
     except (CompareError, ResultsError) as exc:
@@ -167,12 +182,31 @@ def main(argv: list[str] | None = None) -> int:
         print(line)
     print(text)
     if args.fail_on_regression is not None:
+        blind = cannot_judge(base, new, pairs, only_base)
+        if blind:
+            print(f"gate: cannot judge: {blind}", file=sys.stderr)
+            return EXIT_CANNOT_JUDGE
         worse = [p for p in pairs if p.change_verdict == "slower" and percent(-p.change) > args.fail_on_regression]
         if worse:
             print(f"regression: {len(worse)} pair(s) slower by more than {args.fail_on_regression:g}% beyond the "
                   "noise", file=sys.stderr)
-            return 1
+            return EXIT_REGRESSION
     return 0
+
+
+def cannot_judge(base: Side, new: Side, pairs: list[Pair], only_base: list[Row]) -> str | None:
+    """Why a regression gate cannot pass judgement on this comparison (sides with successful records), or None."""
+    if not pairs:
+        return "no configuration ran successfully on both sides"
+    failed = [r for r in only_base if any(n.label == r.label and n.devices == r.devices for n in new.study.rows)]
+    if failed:
+        return f"{failed[0].label} x{failed[0].devices} ran in base and failed in new"
+    blind = [p for p in pairs if p.change_verdict == CANNOT_JUDGE]
+    if blind:
+        first = blind[0]
+        return (f"{len(blind)} of {len(pairs)} pairs have unknown noise "
+                f"({first.base.label} x{first.base.devices}: {first.why})")
+    return None
 
 
 def report(base: Side, new: Side, pairs: list[Pair], only_base: list[Row], only_new: list[Row],
@@ -186,7 +220,9 @@ def report(base: Side, new: Side, pairs: list[Pair], only_base: list[Row], only_
     unpaired = [f"only in base: {r.label} x{r.devices}" for r in only_base]
     unpaired += [f"only in new: {r.label} x{r.devices}" for r in only_new]
     body = table(pairs, new.study.device_type)
-    counts = {v: sum(p.change_verdict == v for p in pairs) for v in ("faster", "slower", "no change")}
+    counts = {v: sum(p.change_verdict == v for p in pairs) for v in ("faster", "slower", "no change", CANNOT_JUDGE)}
+    if not counts[CANNOT_JUDGE]:
+        del counts[CANNOT_JUDGE]
     summary = ", ".join(f"{n} {v}" for v, n in counts.items())
     text = "\n".join(header) + f"\n\n{body}\n\n{summary}" + ("\n" + "\n".join(unpaired) if unpaired else "")
     (out / "compare.md").write_text("# Comparison\n\n" + "\n\n".join(header) + f"\n\n{body}\n\n{summary}\n"

@@ -39,11 +39,13 @@ def write_report(records: list[dict], out: Path, goal: Goal, log: Callable[[str]
         paths.append(render_comm(comm_records, out))
     (out / SUMMARY_FILE).write_text(markdown_summary(summary, [p.name for p in paths]))
     page = write_html(out / REPORT_FILE, summary.title,
-                      [("Goal", paragraphs([goal_line(summary), *([summary.topology] if summary.topology else [])])),
+                      [("Goal", paragraphs([*summary.notices, goal_line(summary),
+                                                 *([summary.topology] if summary.topology else [])])),
                        ("Results", markdown_table_to_html(markdown_table(summary))),
                        ("Verdicts", paragraphs(verdict_lines(summary)))],
                       paths, chosen[-1]["provenance"] if chosen else None)
-    log(f"\n{summary.title}\n\n{markdown_table(summary)}\n")
+    log(f"\n{summary.title}\n\n" + "".join(f"{line}\n" for line in summary.notices)
+        + f"\n{markdown_table(summary)}\n")
     log("wrote " + ", ".join(str(p) for p in [out / SUMMARY_FILE, *paths, page]))
     return summary
 

@@ -188,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
                            per_node)
             cells = plan(PlanInput(base, device_type, sweep.gpus or default_counts(visible, usable_cores()),
                                    sweep.modes, sweep.trials, sweep.scaling, axes, visible, usable_cores(),
-                                   nodes.nnodes, per_node))
+                                   nodes.nnodes, per_node, sweep.order_seed, sweep.closing_baseline))
             launched, ok = runner.run(cells, sweep.resume)
             if nodes.node_rank == 0:
                 write_report(read_records(runner.results), out, goal, study=cells[0].study_id,

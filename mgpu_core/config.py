@@ -174,6 +174,11 @@ class TrainConfig:
     cudnn_benchmark: bool = True
     """Let cuDNN time its convolution algorithms once and keep the fastest (CUDA only)."""
 
+    flush_denormal: bool = True
+    """CPU: flush denormal floats to zero (torch.set_flush_denormal), in every process alike, so timings measure
+    arithmetic, not the microcode assists x86 takes on denormals, which depend on the weights and can dominate CPU
+    timings (docs/trust.md). No effect on CUDA kernels."""
+
     compile: bool = False
     """torch.compile the model. Compilation happens in warm-up and is reported as compile_s, never inside an epoch;
     every step has the same shape (training never runs a partial batch: pipelines.LAST_BATCH_POLICY)."""

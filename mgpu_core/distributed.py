@@ -60,6 +60,29 @@ def usable_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
+USER_OMP_ENV = "MGPU_USER_OMP_NUM_THREADS"
+"""OMP_NUM_THREADS as the user set it ('' when unset), kept by bench.run.torchrun before torchrun sets its own
+default of 1 for its workers, so the ranks honour the user's setting and not torchrun's."""
+
+
+def threads_per_process(cfg: TrainConfig, local_world: int) -> int:
+    """The intra-op threads of one process, the same rule for the baseline and every rank: --threads, else the
+    user's OMP_NUM_THREADS, else the usable cores divided by the processes on this node. A value that is not a
+    positive integer is a ConfigError."""
+    if cfg.threads:
+        return cfg.threads
+    user = os.environ[USER_OMP_ENV] if USER_OMP_ENV in os.environ else os.environ.get("OMP_NUM_THREADS", "")
+    if user.strip():
+        try:
+            value = int(user)
+        except ValueError:
+            value = 0
+        if value < 1:
+            raise ConfigError(f"OMP_NUM_THREADS: must be an integer >= 1 (got {user!r}); unset it or use --threads")
+        return value
+    return max(1, usable_cores() // local_world)  # ranks on one node share its cores
+
+
 @contextmanager
 def process_group(cfg: TrainConfig, init_method: str | None = None) -> Iterator[DistEnv]:
     """The process's place in the run. Under ddp and fsdp, a process group comes up from torchrun's variables (RANK,
@@ -81,7 +104,9 @@ def process_group(cfg: TrainConfig, init_method: str | None = None) -> Iterator[
         torch.cuda.set_device(device)
     else:
         device = torch.device("cpu")
-    threads = cfg.threads or max(1, usable_cores() // local_world)  # ranks on one node share its cores
+    threads = threads_per_process(cfg, local_world)
+    if device_type == "cpu":  # before the thread pool starts: its threads inherit the setting
+        torch.set_flush_denormal(cfg.flush_denormal)
     torch.set_num_threads(threads)
 
     if not grouped:

@@ -110,6 +110,8 @@ class RunResult:
     model_check: dict = field(default_factory=dict)
     """The up-front model check (mgpu_core.model_check.ModelCheck): how the factory was called, which output rule
     gave the logits, parameters without gradient (ddp then finds unused parameters), tied parameters."""
+    rank_threads: list[int] = field(default_factory=list)
+    """Per rank: the intra-op threads it trained with (torch.get_num_threads at the end)."""
 
     @property
     def final_val_acc(self) -> float:
@@ -409,4 +411,5 @@ def train_and_evaluate(cfg: TrainConfig, env: DistEnv, data: ImageArrays,
             f"train acc {record.train_acc:.2%}  val acc {evaluation.accuracy:.2%}")
     result.peak_memory_bytes = [int(m) for [m] in all_gather_to_host(env, [peak])]
     result.ddp_overlap = ddp_overlap(model)
+    result.rank_threads = [int(t) for [t] in all_gather_to_host(env, [torch.get_num_threads()])]
     return result, model

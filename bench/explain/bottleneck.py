@@ -7,6 +7,7 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass
 
+from bench.explain.plausibility import provisional, refused_prediction
 from bench.explain.scaling_model import (
     Band,
     CommPoint,
@@ -52,7 +53,7 @@ class Explanation:
     baseline: str | None = None
     """What the point and its band are relative to (bench.explain.prediction)."""
     refused: str | None = None
-    """Why the point was refused (a speedup above ideal), where it was."""
+    """Why the prediction was refused (a speedup above the ideal: bench.explain.plausibility), or None."""
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,8 @@ class BandPoint:
     high: float
     measured: bool
     """False where the collective measurement was extrapolated to this device count."""
+    refused: str | None = None
+    """Why this point is no prediction (above the ideal speedup), or None; plots leave refused points out."""
 
 
 def _median_lists(lists: list[list[float]]) -> list[float] | None:
@@ -142,7 +145,10 @@ def explain(rows, base, comm_records: list[dict], device_type: str, precision: s
                 e.band = step_band(row.mode, point.compute_step_s * k,
                                    mode_comm_s(row.mode, point) * HOOK_BYTES[row.comm_hook])
             if e.band:
-                e.predicted = speedup_band(base_step, base_gb, e.band, step_batch(row.devices) * k)
+                predicted = speedup_band(base_step, base_gb, e.band, step_batch(row.devices) * k)
+                e.refused = refused_prediction(predicted[1], row.devices, base.noise)
+                if e.refused is None:
+                    e.predicted = predicted
             if e.point_band:  # the band made with the prediction, from the same run's 1-rank step
                 e.predicted = e.point_band
             if e.predicted:
@@ -152,16 +158,19 @@ def explain(rows, base, comm_records: list[dict], device_type: str, precision: s
         if base_step is None:
             e.bottleneck = "no 1-device single baseline to explain against (add single to --modes)"
             continue
+        noisy_flag = next((f for f in getattr(row, "flags", []) if f.startswith("noisy")), None)
         if row is base:
             late = straggler(e.rank_times_s or [])
-            e.bottleneck = (f"straggler: rank {late[0]} {late[1]:.0%} slower than the median rank" if late
-                            else "baseline")
+            e.bottleneck = "; ".join(x for x in (
+                f"straggler: rank {late[0]} {late[1]:.0%} slower than the median rank" if late else "baseline",
+                noisy_flag, provisional(row.trials_ok, row.noise)) if x)
             continue
         e.bottleneck = bottleneck_of(Evidence(mode=row.mode, devices=row.devices, device_type=device_type,
                                         efficiency=row.efficiency or 0.0, rank_times_s=e.rank_times_s or [],
                                         data_wait_share=e.data_wait_share,
                                         base_step_s=base_step * row.grad_accum if base_step else None, band=e.band,
-                                        measured_step_s=e.step_time_s, residual=e.residual))
+                                        measured_step_s=e.step_time_s, residual=e.residual, noise=row.noise,
+                                        noisy=noisy_flag, trials_ok=row.trials_ok))
     bands: dict[str, list[BandPoint]] = {}
     if base_step:
         for mode in sorted({r.mode for r in rows if r.epoch_time_s} - {"single"}):  # modes that ran
@@ -170,5 +179,6 @@ def explain(rows, base, comm_records: list[dict], device_type: str, precision: s
             for n, point in sorted(points.items()):
                 band = step_band(mode, point.compute_step_s, mode_comm_s(mode, point))
                 low, high = speedup_band(base_step, base_gb, band, step_batch(n))
-                bands.setdefault(mode, []).append(BandPoint(n, low, high, point.measured))
+                bands.setdefault(mode, []).append(BandPoint(n, low, high, point.measured,
+                                                            refused_prediction(high, n, base.noise)))
     return bands

@@ -1,11 +1,19 @@
 """Whether a change is larger than the noise: pure statistics for bench.compare (numbers in, a verdict out).
 
-A pair of configurations is declared faster or slower only when the change of the median exceeds
-- the minimum change worth reporting (--min-change, default 5%), and
-- the noise of both sides: the relative spread (max - min) / median of each; and then
-- with at least MIN_TRIALS_FOR_TEST values on each side, a two-sided Mann-Whitney U test at level alpha (normal
-  approximation with tie and continuity corrections); with fewer, the two sides' [min, max] ranges must not overlap.
-A side with a single value has unknown noise: it never declares a change.
+The change compares samples / median epoch time, the table's samples/s (bench.render.summary): the medians of the
+per-epoch seconds per sample (1 / samples/s), base over new. Each side's
+noise is robust: sigma = 1.4826 x the median absolute deviation (scipy.stats.median_abs_deviation, scale "normal"),
+and the standard error of its median 1.2533 sigma / sqrt(n) (the median's efficiency for normal data: sqrt(pi/2)).
+A pair is declared faster or slower only when
+- the change exceeds the minimum change worth reporting (--min-change, default 5%), and
+- the (1 - alpha) interval of the change, change +- z x the two medians' standard errors combined in quadrature
+  (relative to each median), excludes 0 (alpha 0.05: z = 1.96), and
+- with fewer than MIN_VALUES_FOR_INTERVAL values on a side (too few for a standard error), also the two sides'
+  [min, max] ranges do not overlap.
+Medians and MADs are robust: one slow epoch of a loaded machine moves neither, where the min-max rule this replaces
+widened its noise to hide any change (one slow epoch made it 79% and a -56% change "no change"). Outliers are reported
+(modified z-score above OUTLIER_Z, Iglewicz & Hoaglin 1993), not dropped. A side with fewer than two values has unknown
+noise: the verdict is 'cannot judge', and a regression gate that meets it fails (bench.compare's exit code 3).
 """
 
 from __future__ import annotations
@@ -13,56 +21,66 @@ from __future__ import annotations
 import math
 import statistics
 
-MIN_TRIALS_FOR_TEST = 5
+from scipy import stats
+
+MEDIAN_SE = math.sqrt(math.pi / 2)
+"""Standard error of a median = this x sigma / sqrt(n) (normal data, large n)."""
+MIN_VALUES_FOR_INTERVAL = 5
+"""Below this many values on a side, the two sides' ranges must also be apart."""
+OUTLIER_Z = 3.5
+"""|0.6745 (x - median) / MAD| above this is an outlier (the modified z-score of Iglewicz & Hoaglin)."""
+CANNOT_JUDGE = "cannot judge"
+VERDICTS = ("faster", "slower", "no change", CANNOT_JUDGE)
 
 
-def relative_spread(values: list[float]) -> float:
+def outliers(values: list[float]) -> list[float]:
+    """The values whose modified z-score exceeds OUTLIER_Z (none when the MAD is 0 or there are under 3 values)."""
+    if len(values) < 3:
+        return []
     median = statistics.median(values)
-    return (max(values) - min(values)) / median if median else 0.0
+    mad = statistics.median(abs(v - median) for v in values)
+    if mad == 0:
+        return []
+    return [v for v in values if abs(0.6745 * (v - median) / mad) > OUTLIER_Z]
 
 
-def mann_whitney_p(a: list[float], b: list[float]) -> float:
-    """Two-sided p-value of the Mann-Whitney U test (normal approximation, tie and continuity corrected)."""
-    n1, n2 = len(a), len(b)
-    ranked = sorted([(v, 0) for v in a] + [(v, 1) for v in b])
-    ranks = [0.0] * len(ranked)
-    i, ties = 0, 0.0
-    while i < len(ranked):
-        j = i
-        while j + 1 < len(ranked) and ranked[j + 1][0] == ranked[i][0]:
-            j += 1
-        for k in range(i, j + 1):
-            ranks[k] = (i + j) / 2 + 1
-        t = j - i + 1
-        ties += t ** 3 - t
-        i = j + 1
-    r1 = sum(r for r, (_, side) in zip(ranks, ranked, strict=True) if side == 0)
-    u = r1 - n1 * (n1 + 1) / 2
-    mean = n1 * n2 / 2
-    n = n1 + n2
-    var = n1 * n2 / 12 * ((n + 1) - ties / (n * (n - 1)))
-    if var <= 0:
-        return 1.0
-    z = (abs(u - mean) - 0.5) / math.sqrt(var)
-    return max(0.0, min(1.0, math.erfc(max(z, 0.0) / math.sqrt(2))))
+def _per_sample(rates: list[float]) -> list[float]:
+    """Seconds per sample of each epoch: its median inverts to samples / median epoch time."""
+    return [1 / v for v in rates]
 
 
-def judge(base: list[float], new: list[float], min_change: float, alpha: float) -> tuple[str, float, str]:
-    """(verdict, change, why) for higher-is-better values (samples/s): verdict is faster, slower or no change."""
-    change = statistics.median(new) / statistics.median(base) - 1
+def change_interval(base: list[float], new: list[float], alpha: float) -> tuple[float, float]:
+    """(low, high) of the relative change of samples/s (`base`, `new`: per-epoch samples/s) at confidence 1 - alpha:
+    the change plus or minus z(1 - alpha/2) x the medians' robust relative standard errors combined in quadrature."""
+    def se(values: list[float]) -> float:
+        sigma = float(stats.median_abs_deviation(values, scale="normal"))
+        return MEDIAN_SE * sigma / math.sqrt(len(values)) / statistics.median(values)
+
+    base, new = _per_sample(base), _per_sample(new)
+    ratio = statistics.median(base) / statistics.median(new)
+    half = float(stats.norm.ppf(1 - alpha / 2)) * ratio * math.hypot(se(base), se(new))
+    return ratio - 1 - half, ratio - 1 + half
+
+
+def judge(base: list[float], new: list[float], min_change: float, alpha: float = 0.05) -> tuple[str, float, str]:
+    """(verdict, change, why) for per-epoch samples/s of each side: verdict is one of VERDICTS, change the relative
+    change of samples / median epoch time; `alpha` sets the interval's confidence (1 - alpha). Outliers are named in
+    `why`."""
+    if not base or not new:
+        return CANNOT_JUDGE, 0.0, "no successful values on a side"
+    change = statistics.median(_per_sample(base)) / statistics.median(_per_sample(new)) - 1
     if len(base) < 2 or len(new) < 2:
-        return "no change", change, "noise unknown (one value on a side)"
-    noise = max(relative_spread(base), relative_spread(new))
-    if abs(change) <= max(noise, min_change):
-        limit = "noise" if noise >= min_change else "minimum change"
-        return "no change", change, f"|{change:+.1%}| within the {limit} ({max(noise, min_change):.1%})"
-    if len(base) >= MIN_TRIALS_FOR_TEST and len(new) >= MIN_TRIALS_FOR_TEST:
-        p = mann_whitney_p(base, new)
-        if p >= alpha:
-            return "no change", change, f"Mann-Whitney p = {p:.3f} >= {alpha:g}"
-        why = f"Mann-Whitney p = {p:.3f} < {alpha:g}"
-    else:
-        if min(new) <= max(base) and min(base) <= max(new):
-            return "no change", change, "the two ranges overlap"
-        why = "ranges apart, beyond both sides' spread"
+        return CANNOT_JUDGE, change, "noise unknown (one value on a side: run more epochs or --trials)"
+    notes = [f"{len(o)} outlier{'s' if len(o) > 1 else ''} in {side} ({', '.join(f'{v:,.0f}' for v in o)})"
+             for side, values in (("base", base), ("new", new)) if (o := outliers(values))]
+    low, high = change_interval(base, new, alpha)
+    ci = f"{1 - alpha:.0%} interval of the change {low:+.1%} to {high:+.1%}"
+    why = "; ".join([ci, *notes])
+    if abs(change) <= min_change:
+        return "no change", change, f"|{change:+.1%}| within the minimum change ({min_change:.1%}); {why}"
+    if low <= 0 <= high:
+        return "no change", change, f"the interval includes 0; {why}"
+    if (len(base) < MIN_VALUES_FOR_INTERVAL or len(new) < MIN_VALUES_FOR_INTERVAL) and (
+            min(new) <= max(base) and min(base) <= max(new)):
+        return "no change", change, f"the two ranges overlap (under {MIN_VALUES_FOR_INTERVAL} values on a side); {why}"
     return ("faster" if change > 0 else "slower"), change, why

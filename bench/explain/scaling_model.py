@@ -14,6 +14,7 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass
 
+from bench.explain.plausibility import MIN_TRIALS, provisional, superlinear
 from bench.records.units import ms
 from mgpu_core.bandwidth import bus_factor
 
@@ -141,6 +142,11 @@ class Evidence:
     band: Band | None = None
     measured_step_s: float | None = None
     residual: float | None = None
+    noise: float | None = None
+    """Relative noise of the speedup (bench.explain.plausibility: the row's and the baseline's combined)."""
+    noisy: str | None = None
+    """Why the row was measured under interference (bench.explain.plausibility.noisy), or None."""
+    trials_ok: int = MIN_TRIALS
 
 
 def straggler(rank_times_s: list[float]) -> tuple[int, float] | None:
@@ -154,8 +160,21 @@ def straggler(rank_times_s: list[float]) -> tuple[int, float] | None:
 
 
 def bottleneck_of(e: Evidence) -> str:
-    """One short phrase with its evidence: the first of straggler, input-bound, compute-bound (near ideal),
-    host/launch-bound, communication-bound, unexplained that applies; else 'within the model's band'."""
+    """One short phrase with its evidence: the first of super-linear: suspect, noisy (both from
+    bench.explain.plausibility: a measurement not to be trusted is never 'near ideal'), straggler, input-bound,
+    compute-bound (near ideal), host/launch-bound, communication-bound, unexplained that applies; else 'within the
+    model's band'. A row with too few trials or unknown noise has '; provisional: ...' appended."""
+    phrase = _verdict(e)
+    caveat = provisional(e.trials_ok, e.noise)
+    return f"{phrase}; {caveat}" if caveat else phrase
+
+
+def _verdict(e: Evidence) -> str:
+    suspect = superlinear(e.efficiency, e.noise)
+    if suspect:
+        return suspect
+    if e.noisy:
+        return e.noisy
     late = straggler(e.rank_times_s)
     if late:
         return f"straggler: rank {late[0]} {late[1]:.0%} slower than the median rank"

@@ -93,6 +93,7 @@ def _draw_bands(ax, study: StudySummary, scale: float) -> None:
     """The scaling model's band per mode: solid where the collectives were measured, hatched where extrapolated
     (busbw held at the largest measured count)."""
     for mode, points in study.bands.items():
+        points = [p for p in points if not p.refused]  # above the ideal: no prediction (bench.explain.plausibility)
         measured = [p for p in points if p.measured]
         last = measured[-1:] if measured else []
         for part, hatch, words in ((measured, None, "model"), (last + [p for p in points if not p.measured], "//",
@@ -102,6 +103,19 @@ def _draw_bands(ax, study: StudySummary, scale: float) -> None:
             x = [p.devices for p in part]
             ax.fill_between(x, [p.low * scale for p in part], [p.high * scale for p in part], color=COLORS[mode],
                             alpha=0.15, hatch=hatch, label=f"{mode} {words}")
+
+
+def _mark_flags(ax, study: StudySummary, value) -> None:
+    """Rows not to be trusted as measured stay visible but marked: a red ring and the flag's first word (noisy,
+    oversubscribed, super-linear: suspect; bench.render.trust)."""
+    for r in study.rows:
+        y = value(r)
+        if y is None or not r.flags:
+            continue
+        ax.plot(r.devices, y, marker="o", markersize=14, markerfacecolor="none", markeredgecolor="tab:red",
+                linestyle="none", zorder=6)
+        words = ", ".join(f.split(":")[0] if not f.startswith("super") else "suspect" for f in r.flags)
+        ax.annotate(words, (r.devices, y), textcoords="offset points", xytext=(6, 6), fontsize=7, color="tab:red")
 
 
 def _finish(ax, study: StudySummary, counts: list[int], ylabel: str, title: str) -> None:
@@ -127,6 +141,7 @@ def draw_throughput(ax, study: StudySummary) -> None:
             if r.tflops_per_device and r.samples_per_s:
                 ax.annotate(f"{r.tflops_per_device:.3g} TFLOP/s/dev", (r.devices, r.samples_per_s[0]), fontsize=7,
                             textcoords="offset points", xytext=(5, -10), color=COLORS[r.mode])
+    _mark_flags(ax, study, lambda r: r.samples_per_s[0] if r.samples_per_s else None)
     _finish(ax, study, counts, "training throughput (samples/s)", "Throughput")
 
 
@@ -147,7 +162,8 @@ def draw_speedup(ax, study: StudySummary) -> None:
     if study.baseline is None:
         ax.text(0.5, 0.5, "no successful 1-device single run:\nspeedups have no baseline", transform=ax.transAxes,
                 ha="center", va="center", color="dimgrey")
-    _finish(ax, study, counts, "epoch-time speedup vs 1-device single (x)", "Speedup")
+    _mark_flags(ax, study, lambda r: r.speedup)
+    _finish(ax, study, counts, "speedup in samples/s vs 1-device single (x)", "Speedup")
 
 
 def draw_efficiency(ax, study: StudySummary) -> None:
@@ -156,6 +172,7 @@ def draw_efficiency(ax, study: StudySummary) -> None:
         if points:
             ax.plot(*zip(*points, strict=True), marker="o", label=label, **_style(rows))
     ax.axhline(100, color="k", linestyle="--", alpha=0.5, label="ideal")
+    _mark_flags(ax, study, lambda r: r.efficiency * 100 if r.efficiency is not None else None)
     _finish(ax, study, _counts(study), "scaling efficiency (%)", "Efficiency = speedup / devices")
 
 

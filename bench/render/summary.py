@@ -9,8 +9,10 @@ from dataclasses import dataclass, field
 
 from bench.explain.bottleneck import BandPoint, Explanation, evidence_of, explain
 from bench.explain.goal import Goal, pct
+from bench.explain.plausibility import combined_noise, relative_noise
 from bench.records.accuracy import time_to_accuracy
 from bench.records.units import gib, mib
+from bench.render import trust
 from mgpu_core.names import MODES
 
 
@@ -25,6 +27,8 @@ class Row:
     epoch_time_s: tuple[float, float, float] | None
     """(median, min, max) over every timed epoch of every successful trial."""
     samples_per_s: tuple[float, float, float] | None
+    """samples per epoch / (median, max, min) epoch time: the median is samples / median epoch time (one definition
+    with the epoch time column, whatever the number of epochs)."""
     samples_per_s_per_device: float | None
     val_acc: tuple[float, float, float] | None
     """(median, min, max) of the final validation accuracy over trials, as a fraction."""
@@ -53,6 +57,11 @@ class Row:
     comm_hook: str = "none"
     nodes: int = 1
     """Hosts the configuration spanned (the most of any trial)."""
+    noise: float | None = None
+    """Robust relative noise of the row's per-epoch samples/s (bench.explain.plausibility.relative_noise); for rows
+    judged against the baseline, combined with the baseline's: the noise of the speedup."""
+    flags: list[str] = field(default_factory=list)
+    """Trust flags shown on the row (bench.render.trust): noisy, oversubscribed, super-linear: suspect."""
 
     @property
     def label(self) -> str:
@@ -88,6 +97,9 @@ class StudySummary:
     """Training samples per epoch when a subset was used (None: the whole set)."""
     pipeline: str = "device"
     persistent_workers: bool = False
+    notices: list[str] = field(default_factory=list)
+    """What the reader must know before trusting the table (bench.render.trust): noisy rows, baseline drift,
+    suspect rows, refused predictions, the sweep's order."""
 
     @property
     def accuracy_claimed(self) -> bool:
@@ -144,6 +156,17 @@ def _spread(values: list[float]) -> tuple[float, float, float] | None:
     return (statistics.median(values), min(values), max(values)) if values else None
 
 
+def _throughput(ok: list[dict]) -> tuple[tuple[float, float, float] | None, list[float]]:
+    """((samples / median epoch time, samples / slowest, samples / fastest), per-epoch samples/s): samples is the
+    median of the epochs' samples trained (samples/s x time, as each epoch recorded them)."""
+    times = [t for r in ok for t in r["epoch_times_s"]]
+    rates = [v for r in ok for v in r["samples_per_s"]]
+    if not times or len(rates) != len(times):
+        return None, rates
+    samples = statistics.median(v * t for v, t in zip(rates, times, strict=True))
+    return (samples / statistics.median(times), samples / max(times), samples / min(times)), rates
+
+
 def summarize(records: list[dict], goal: Goal, comm_records: list[dict] = ()) -> StudySummary:
     """The study's rows with speedups, goal verdicts and, with collective measurements, the scaling model's band
     and bottleneck verdicts."""
@@ -157,14 +180,14 @@ def summarize(records: list[dict], goal: Goal, comm_records: list[dict] = ()) ->
         ok = [r for r in group if r["status"] == "ok"]
         failures = [r for r in group if r["status"] != "ok"]
         status = ("ok" if not failures else "partial") if ok else failures[-1]["status"]
-        per_device = [v for r in ok for v in r["samples_per_s_per_device"]]
+        throughput, rates = _throughput(ok)
         reached = [hit[0] for r in ok if (hit := time_to_accuracy(r["epoch_times_s"], r["val_accs"],
                                                                    goal.min_val_acc))]
         rows.append(Row(
             mode=mode, devices=devices, status=status, trials_ok=len(ok), trials=len(group),
             epoch_time_s=_spread([t for r in ok for t in r["epoch_times_s"]]),
-            samples_per_s=_spread([v for r in ok for v in r["samples_per_s"]]),
-            samples_per_s_per_device=statistics.median(per_device) if per_device else None,
+            samples_per_s=throughput,
+            samples_per_s_per_device=throughput[0] / devices if throughput else None,
             val_acc=_spread([r["val_acc"] for r in ok]),
             time_to_target_s=statistics.median(reached) if reached else None, reached=len(reached),
             note=failures[-1]["error"] if failures else None, explanation=evidence_of(ok), variant=variant,
@@ -174,6 +197,7 @@ def summarize(records: list[dict], goal: Goal, comm_records: list[dict] = ()) ->
             grad_accum=group[-1]["train_config"].get("grad_accum", 1),
             comm_hook=group[-1]["train_config"].get("ddp_comm_hook", "none"),
             nodes=max(r.get("provenance", {}).get("nodes", 1) for r in group),
+            noise=relative_noise(rates),
         ))
     reference = (records[-1] if records else {})
     ok_records = [r for r in records if r["status"] == "ok"]
@@ -190,6 +214,7 @@ def summarize(records: list[dict], goal: Goal, comm_records: list[dict] = ()) ->
                   parameters=sample.get("parameters"), gradient_bytes=sample.get("gradient_bytes"),
                   peak_tflops=sample.get("peak_tflops"))
     _judge(study)
+    trust.annotate(study, records)
     weak = study.scaling != "strong"
     batch = study.batch_per_device if weak else sample.get("global_batch", 0)
     study.bands = explain(rows, study.baseline, list(comm_records), study.device_type, study.precision, batch, weak,
@@ -198,6 +223,7 @@ def summarize(records: list[dict], goal: Goal, comm_records: list[dict] = ()) ->
                   for r in records if r["provenance"].get("topology")}
     if len(topologies) > 1:
         study.topology = f"notice: these results come from {len(topologies)} different topologies (see provenance)"
+    trust.conclude(study, records)
     return study
 
 
@@ -216,9 +242,13 @@ def _judge(study: StudySummary) -> None:
         if base is None:
             row.goal_verdict = "no baseline"
             continue
-        row.speedup = base.epoch_time_s[0] / row.epoch_time_s[0]
+        # From samples/s, so epochs that trained different numbers of samples compare fairly; equal epochs give
+        # the epoch-time ratio.
+        row.speedup = row.samples_per_s[0] / base.samples_per_s[0]
         row.efficiency = row.speedup / row.devices
-        row.time_cut = 1 - row.epoch_time_s[0] / base.epoch_time_s[0]
+        row.time_cut = 1 - 1 / row.speedup
+        if row is not base:
+            row.noise = combined_noise(row.noise, base.noise)
         if row is base:
             row.goal_verdict = "baseline" + ("" if accurate else f" (val < {pct(goal.min_val_acc)})")
         elif row.time_cut >= goal.min_time_cut and accurate:
@@ -247,11 +277,13 @@ def markdown_table(study: StudySummary) -> str:
         eff = f"{r.efficiency:.0%}" if r.efficiency is not None else "-"
         acc = f"{r.val_acc[0]:.2%}" if r.val_acc else "-"
         status = r.status if r.trials == 1 else f"{r.status} ({r.trials_ok}/{r.trials})"
+        status = "; ".join([status, *(f.split(":")[0] if f.startswith("noisy") else f for f in r.flags)])
         reach = "-" if not r.trials_ok else (f"{r.time_to_target_s:.1f} s" if r.reached else "not reached")
         if r.reached and r.reached < r.trials_ok:
             reach += f" ({r.reached}/{r.trials_ok})"
         e = r.explanation
-        predicted = f"{e.predicted[0]:.2f}-{e.predicted[1]:.2f}x" if e.predicted else "-"
+        predicted = f"{e.predicted[0]:.2f}-{e.predicted[1]:.2f}x" if e.predicted else (
+            e.refused.split(" (")[0] if e.refused else "-")
         if e.point:
             predicted = f"{e.point:.2f}x [{predicted}]"
         resid = "-" if e.residual is None else ("inside" if e.residual == 0 else f"{e.residual:+.0%}")
@@ -301,12 +333,14 @@ def overlap_lines(study: StudySummary) -> list[str]:
 def markdown_summary(study: StudySummary, images: list[str]) -> str:
     notes = [f"- {r.label} x{r.devices}: {r.status}: {r.note}" for r in study.rows if r.note]
     parts = [f"# Scaling study\n\n{study.title}.\n", *([study.topology + "\n"] if study.topology else []),
+             *[f"**{line}**\n" for line in study.notices],
              goal_line(study) + "\n", markdown_table(study), "",
              "predicted: the scaling model's point prediction of the speedup, made before the configuration ran "
              "(α-β collectives, DDP's buckets replayed against the measured gradient-ready times, contention; "
              "docs/prediction.md), and its range from no overlap to full overlap of compute and communication; "
              "residual: the measurement against the point, and whether it lies inside the band; the bottleneck "
-             "verdicts and their thresholds are explained in the README.", *overlap_lines(study), ""]
+             "verdicts and their thresholds are explained in docs/scaling-model.md and docs/trust.md.",
+             *overlap_lines(study), ""]
     if notes:
         parts += ["Failed and skipped configurations:\n", *notes, ""]
     parts += [f"![{name}]({name})" for name in images]

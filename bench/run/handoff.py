@@ -69,7 +69,8 @@ class Relay:
 
 def run_child(out: Path, stem: str, command: Callable[[list[str]], list[str]], timeout_s: float, *,
               on_line: Callable[[str], None] = lambda line: None, env: dict[str, str] | None = None,
-              read_result: bool = True, relay: Relay | None = None) -> tuple[Outcome, dict | None]:
+              read_result: bool = True, relay: Relay | None = None,
+              on_start: Callable[[int], None] | None = None) -> tuple[Outcome, dict | None]:
     """Run the child `command(hand-off flags)` with its output in <out>/logs/<stem>.log, ended after timeout_s
     (bench.run.launch.run_logged); (outcome, its result dict, or None). A child that exits 0 without a readable
     result is a failure (outcome.error NO_RESULT). With `read_result` off (a node other than 0, where rank 0 does
@@ -78,7 +79,7 @@ def run_child(out: Path, stem: str, command: Callable[[list[str]], list[str]], t
     handoff = Handoff.under(out, stem)
     try:
         outcome = run_logged(command(handoff.flags), timeout_s, out / LOGS_DIR / f"{stem}.log", on_line,
-                             handoff.failure_file, env)
+                             handoff.failure_file, env, on_start=on_start)
         text = handoff.read_text() if outcome.error is None else None
         if relay and outcome.error is None:
             if read_result and text is None:

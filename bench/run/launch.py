@@ -33,6 +33,8 @@ class Outcome:
     wall_s: float
     error: str | None
     """One line: what went wrong (and on which rank, under torchrun), None when the command succeeded."""
+    interference: dict | None = None
+    """What else ran on the machine meanwhile (bench.run.interference), when sampled."""
 
 
 def kill_tree(proc: subprocess.Popen) -> None:
@@ -102,9 +104,10 @@ def failure_line(returncode: int, failure_file: Path, lines: list[str]) -> str:
 
 
 def run_logged(cmd: list[str], timeout_s: float, log_path: Path, on_line: Callable[[str], None],
-               failure_file: Path, extra_env: dict[str, str] | None = None) -> Outcome:
+               failure_file: Path, extra_env: dict[str, str] | None = None,
+               on_start: Callable[[int], None] | None = None) -> Outcome:
     """Run `cmd`, teeing its output lines to `log_path` and `on_line`; end the whole tree after timeout_s. The
-    child (or bench.run.torchrun) writes its root cause to `failure_file`."""
+    child (or bench.run.torchrun) writes its root cause to `failure_file`; `on_start` gets the child's pid."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     failure_file.unlink(missing_ok=True)
     env = os.environ | (extra_env or {}) | {"PYTHONUNBUFFERED": "1", "TORCHELASTIC_ERROR_FILE": str(failure_file),
@@ -114,6 +117,8 @@ def run_logged(cmd: list[str], timeout_s: float, log_path: Path, on_line: Callab
     with open(log_path, "w", buffering=1) as log:  # line-buffered: a running log can be followed
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
                                 env=env, preexec_fn=_die_with_parent)
+        if on_start:
+            on_start(proc.pid)
 
         def pump() -> None:
             for line in proc.stdout:

@@ -3,6 +3,7 @@ and used by every later step (launch, record, resume, the node schedule)."""
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 
 from bench.records.results import config_key, study_id, variant_label
@@ -41,6 +42,10 @@ class PlanInput:
     nnodes: int = 1
     per_node: int | None = None
     """Devices (processes) per node (default: the visible GPUs, else the usable cores)."""
+    order_seed: int | None = None
+    """Shuffle each trial round with this seed (recorded); None keeps the fixed order."""
+    closing_baseline: bool = False
+    """Run the 1-device baseline once more at the end (trial `trials`), so drift during the study shows."""
 
     @property
     def node_devices(self) -> int:
@@ -82,17 +87,27 @@ def default_counts(visible_gpus: int, cores: int) -> tuple[int, ...]:
 
 
 def plan(given: PlanInput) -> list[Cell]:
-    """Trials outermost, so slow drift of a shared machine spreads over all configurations alike. single runs on
-    one device only (the baseline), whatever the counts; every axis value of a mode is its own configuration. With
-    several nodes of `per_node` devices, ddp and fsdp counts beyond one node span nodes."""
+    """Trials outermost, so slow drift of a shared machine spreads over all configurations alike; with
+    `order_seed`, each trial round in its own shuffled order (random.Random(order_seed + trial)). single runs on one
+    device only (the baseline), whatever the counts; every axis value of a mode is its own configuration. With
+    several nodes of `per_node` devices, ddp and fsdp counts beyond one node span nodes. With `closing_baseline`
+    (and single in `modes`), the 1-device baseline runs once more at the very end, as trial `trials`, so drift
+    during the study shows (bench.render.trust)."""
     cells = []
     for trial in range(given.trials):
+        start = len(cells)
         for n in sorted(set(given.counts) | ({1} if "single" in given.modes else set())):
             for mode in (m for m in MODES if m in given.modes):
                 if mode == "single" and n != 1:
                     continue
                 for variant in given.axes.variants(mode):
                     cells.append(make_cell(given, mode, n, trial, variant))
+        if given.order_seed is not None:
+            round_ = cells[start:]
+            random.Random(given.order_seed + trial).shuffle(round_)
+            cells[start:] = round_
+    if given.closing_baseline and "single" in given.modes:
+        cells.append(make_cell(given, "single", 1, given.trials))
     return cells
 
 

@@ -56,6 +56,8 @@ def collect(precision: str, seed: int, argv: list[str], result: dict | None = No
         "cpu_cores": usable_cores(),
         "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
         "torch_threads": result["threads"] if result else None,
+        "rank_threads": result.get("rank_threads") if result else None,
+        "flush_denormal": (result.get("config") or {}).get("flush_denormal") if result else None,
         "nodes": result["nodes"] if result else nodes,
         "topology": topology(cuda, result),
         "precision": precision,

@@ -12,11 +12,13 @@ from tqdm import tqdm
 
 from bench.comm import run_count
 from bench.explain.goal import Goal
+from bench.explain.plausibility import noisy
 from bench.records.comm import read_comm
 from bench.records.files import COMM_FILE, RESULTS_FILE
 from bench.records.results import append_record, make_record, read_records
 from bench.records.units import gb_per_s, ms
 from bench.run.handoff import Relay, run_child
+from bench.run.interference import InterferenceSampler
 from bench.run.launch import Outcome, child_command
 from bench.run.node_schedule import Launch, NodeSchedule, NodeScheduleError, bound_s
 from bench.run.nodes import Nodes, Rendezvous, rendezvous
@@ -67,27 +69,40 @@ class Sweep:
         return self.out / RESULTS_FILE
 
     def record(self, cell: Cell, status: str, *, result: dict | None = None, error: str | None = None,
-               wall_s: float | None = None, prediction: dict | None = None) -> dict:
-        """Build and append the record of one configuration-trial, whatever its outcome."""
+               wall_s: float | None = None, prediction: dict | None = None,
+               interference: dict | None = None) -> dict:
+        """Build and append the record of one configuration-trial, whatever its outcome; with the study's design
+        (order seed, place in the plan, whether it is the closing baseline) and what else ran meanwhile."""
         cfg = cell.config
         record = make_record(cfg=cfg, devices=cell.devices, trial=cell.trial, scaling=self.sweep.scaling,
                              device_type=self.device_type, status=status, result=result, error=error, wall_s=wall_s,
                              provenance=collect(cfg.precision, cfg.seed, self.command_line, result, cell.nodes),
                              target_val_acc=self.goal.min_val_acc, prediction=prediction)
+        record["design"] = {"order_seed": self.sweep.order_seed, "position": self.index.get(cell.key),
+                            "closing_baseline": cell.trial == self.sweep.trials}
+        record["interference"] = interference
         append_record(self.results, record)
         return record
 
     def launch(self, cell: Cell, on_epoch) -> tuple[Outcome, dict | None]:
-        """Train one configuration in a child process tree; (outcome, its RunResult dict or None). Node 0 records:
+        """Train one configuration in a child process tree, sampling what else runs meanwhile
+        (bench.run.interference, on outcome.interference); (outcome, its RunResult dict or None). Node 0 records:
         global rank 0 hands back the result, from whichever node it ran on."""
         meeting = self.rendezvous(cell, 0)
-        return run_child(
-            self.out, cell.stem,
-            lambda flags: child_command(config_to_argv(cell.config) + flags, cell.mode,
-                                        self.per_node if meeting else cell.devices, rendezvous=meeting),
-            self.sweep.timeout, on_line=lambda line: on_epoch() if EPOCH_LINE.match(line) else None,
-            env=self.nodes.child_env() if meeting else None, read_result=self.nodes.node_rank == 0,
-            relay=self.relay(self.launch_name("train", cell)) if meeting else None)
+        local = self.per_node if meeting else cell.devices
+        sampler = InterferenceSampler(list(range(local)) if self.device_type == "cuda" else None).start()
+        try:
+            outcome, result = run_child(
+                self.out, cell.stem,
+                lambda flags: child_command(config_to_argv(cell.config) + flags, cell.mode, local,
+                                            rendezvous=meeting),
+                self.sweep.timeout, on_line=lambda line: on_epoch() if EPOCH_LINE.match(line) else None,
+                env=self.nodes.child_env() if meeting else None, read_result=self.nodes.node_rank == 0,
+                relay=self.relay(self.launch_name("train", cell)) if meeting else None, on_start=sampler.follow)
+        finally:
+            interference = sampler.stop()
+        outcome.interference = interference
+        return outcome, result
 
     def relay(self, name: str) -> Relay | None:
         """How launch `name`'s result comes home to node 0 through its study store (several nodes only)."""
@@ -231,18 +246,16 @@ class Sweep:
         """Record a launched configuration; the progress line that says how it went."""
         if outcome.error is not None:
             status = "timeout" if outcome.timed_out else "failed"
-            self.record(cell, status, error=outcome.error, wall_s=outcome.wall_s, prediction=prediction)
+            self.record(cell, status, error=outcome.error, wall_s=outcome.wall_s, prediction=prediction,
+                        interference=outcome.interference)
             return f"{'timeout' if outcome.timed_out else 'FAILED'}: {outcome.error}"
-        record = self.record(cell, "ok", result=result, wall_s=outcome.wall_s, prediction=prediction)
+        record = self.record(cell, "ok", result=result, wall_s=outcome.wall_s, prediction=prediction,
+                             interference=outcome.interference)
         predicted = (prediction or {}).get("predicted_epoch_s")
-        return (f"ok  epoch {statistics.median(record['epoch_times_s']):.2f} s  "
-                + (f"(predicted {predicted:.2f} s)  " if predicted else "")
-                + f"{statistics.median(record['samples_per_s']):,.0f} samples/s  val acc {record['val_acc']:.2%}  "
-                f"({outcome.wall_s:.0f} s with start-up)")
-
-
-def _read(path: Path) -> str | None:
-    try:
-        return path.read_text()
-    except OSError:
-        return None
+        noisy_line = noisy(outcome.interference)
+        epoch_s = statistics.median(record["epoch_times_s"])
+        samples = statistics.median(v * t for v, t in zip(record["samples_per_s"], record["epoch_times_s"],
+                                                          strict=True))
+        return (f"ok  epoch {epoch_s:.2f} s  " + (f"(predicted {predicted:.2f} s)  " if predicted else "")
+                + f"{samples / epoch_s:,.0f} samples/s  val acc {record['val_acc']:.2%}  "
+                f"({outcome.wall_s:.0f} s with start-up)" + (f"  {noisy_line}" if noisy_line else ""))

@@ -45,6 +45,14 @@ class SweepConfig:
     --batch-size is the global batch, split over the devices (--global-batch is the older name of --scaling
     strong)."""
 
+    order_seed: int | None = None
+    """Shuffle the configurations within each trial round with this seed (recorded in every record), so a slow
+    drift or a periodic disturbance cannot line up with one configuration (default: the planned order)."""
+
+    closing_baseline: bool = True
+    """Measure the 1-device single baseline once more at the end of the study (one more trial of it); a baseline that
+    moved beyond its noise is reported as drift at the top of the summary."""
+
     def __post_init__(self) -> None:
         if self.gpus is not None:
             if not self.gpus or any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in self.gpus):

@@ -17,6 +17,7 @@ from pathlib import Path
 from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 from torch.distributed.run import parse_args, run
 
+from mgpu_core.distributed import USER_OMP_ENV
 from mgpu_core.files import atomic_write
 
 FAILURE_FILE_ENV = "MGPU_FAILURE_FILE"
@@ -33,6 +34,9 @@ def failure_message(failure) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # torchrun sets OMP_NUM_THREADS=1 for its workers when the user did not: keep what the user set (or that they
+    # did not), so ranks choose their threads by the same rule as the single-process baseline.
+    os.environ.setdefault(USER_OMP_ENV, os.environ.get("OMP_NUM_THREADS", ""))
     try:
         run(parse_args(sys.argv[1:] if argv is None else argv))
     except ChildFailedError as exc:

@@ -34,11 +34,11 @@ def test_sweep_end_to_end_then_resume(tmp_path):
     assert len({r["study"] for r in records}) == 1
     for name in ("summary.md", "comm.png", *FIGSIZES):
         assert (tmp_path / name).exists()
-    assert "| 2 cpu | ddp | ok |" in proc.stdout
+    assert "| 2 cpu | ddp | ok" in proc.stdout  # "ok |", or "ok; noisy |" on a busy machine
     # the collective benchmark ran once, for 2 processes, and the table explains ddp x2 with its band
     [comm] = [json.loads(line) for line in (tmp_path / "comm.jsonl").read_text().splitlines()]
     assert comm["devices"] == 2 and comm["study"] == ddp2["study"]
-    ddp2_line = next(line for line in proc.stdout.splitlines() if line.startswith("| 2 cpu | ddp | ok |"))
+    ddp2_line = next(line for line in proc.stdout.splitlines() if line.startswith("| 2 cpu | ddp | ok"))
     header = next(line for line in proc.stdout.splitlines() if line.startswith("| devices |")).split("|")
     cells = ddp2_line.split("|")
     assert len(cells) == len(header)
@@ -55,7 +55,7 @@ def test_sweep_end_to_end_then_resume(tmp_path):
     (tmp_path / "results.jsonl").write_text("\n".join(kept) + "\n")
     again = sweep(tmp_path, "--gpus", "1,2", *TINY, "--comm", "--comm-max-bytes", "65536", "--resume")
     assert again.returncode == 0, again.stderr[-3000:]
-    assert again.stdout.count("done already (--resume)") == 2
+    assert again.stdout.count("done already (--resume)") == 3  # single x1, ddp x1 and the closing baseline
     assert "collectives x2: measured already" in again.stdout + again.stderr
     after = read_records(tmp_path / "results.jsonl")
     assert len(after) == len(kept) + 1 and after[-1]["key"] == ddp2["key"] and after[-1]["status"] == "ok"
@@ -149,4 +149,6 @@ def test_one_configuration_across_two_nodes_merges_with_a_sweep(tmp_path):
     assert report.returncode == 0, report.stderr
     assert "other stud" not in report.stdout
     summary = (tmp_path / "merged" / "summary.md").read_text()
-    assert "| 1 cpu | single | ok |" in summary and "| 2 cpu, 2 nodes | ddp | ok |" in summary
+    # the sweep's single ran twice (the closing baseline); flags follow the machine's load ("ok (2/2); noisy", and
+    # against a slowed baseline "ok; super-linear: suspect")
+    assert "| 1 cpu | single | ok" in summary and "| 2 cpu, 2 nodes | ddp | ok" in summary

@@ -63,7 +63,7 @@ def test_signal_on_the_sweep_keeps_finished_results_and_resume_completes(tmp_pat
     assert "single x1 cpu trial 0: done already (--resume)" in again.stdout + again.stderr
     rows = by_label(read_records(tmp_path / "results.jsonl"))
     assert {k: r["status"] for k, r in rows.items()} == {("single", 1): "ok", ("ddp", 1): "ok", ("ddp", 2): "ok"}
-    assert len(read_records(tmp_path / "results.jsonl")) == 3
+    assert len(read_records(tmp_path / "results.jsonl")) == 4  # and the closing baseline (single x1 trial 1)
 
 
 @pytest.mark.slow

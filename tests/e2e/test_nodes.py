@@ -156,7 +156,7 @@ def test_a_two_node_study_matches_one_host(two_hosts, tmp_path):
     ddp2 = records["ddp", 2]
     assert ddp2["status"] == "ok" and ddp2["provenance"]["nodes"] == 2 and ddp2["result"]["world_size"] == 2
     assert records["single", 1]["provenance"]["nodes"] == 1
-    assert "| 2 cpu, 2 nodes | ddp | ok |" in (tmp_path / "node0" / "summary.md").read_text()
+    assert "| 2 cpu, 2 nodes | ddp | ok" in (tmp_path / "node0" / "summary.md").read_text()  # "; noisy" if busy
     comm = [line for line in (tmp_path / "node0" / "comm.jsonl").read_text().splitlines()]
     assert len(comm) == 1 and '"nodes": 2' in comm[0]  # the collectives measured between the hosts
 
@@ -179,7 +179,7 @@ def test_a_two_node_study_matches_one_host(two_hosts, tmp_path):
 @pytest.mark.slow
 def test_a_node_lost_mid_run_is_recorded_and_the_study_goes_on(two_hosts, tmp_path):
     args = ["--gpus", "1,2", "--modes", "single,ddp", *TRAIN_TINY, "--synthetic-train-size", "16384", "--no-comm",
-            "--trials", "2", "--timeout", "60", "--dist-timeout-s", "30"]
+            "--trials", "2", "--timeout", "60", "--dist-timeout-s", "30", "--no-closing-baseline"]
     node1_log = tmp_path / "node1.out"
     node1 = subprocess.Popen(node_command(two_hosts, 1, tmp_path / "node1", *args), stdout=node1_log.open("w"),
                              stderr=subprocess.STDOUT)

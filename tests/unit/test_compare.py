@@ -6,29 +6,43 @@ from pathlib import Path
 import pytest
 from helpers import record
 
+from bench.compare import EXIT_CANNOT_JUDGE
 from bench.compare import main as compare_main
-from bench.explain.noise import judge, mann_whitney_p
+from bench.explain.noise import change_interval, judge, outliers
 from bench.records.results import append_record
 from bench.report import main as report_main
 
 
-def test_mann_whitney_matches_the_textbook_value():
-    # U = 0 for two fully separated samples of 5: normal approximation with continuity correction, z = 12/4.787
-    assert mann_whitney_p([1, 2, 3, 4, 5], [6, 7, 8, 9, 10]) == pytest.approx(0.0122, abs=5e-4)
-    assert mann_whitney_p([1, 2, 3, 4, 5], [1, 2, 3, 4, 5]) == pytest.approx(1.0)
-
-
 @pytest.mark.parametrize("base, new, verdict", [
-    ([100, 101, 99, 100, 102], [120, 121, 119, 122, 120], "faster"),    # rank test, clearly apart
+    ([100, 101, 99, 100, 102], [120, 121, 119, 122, 120], "faster"),    # clearly apart
     ([100, 101, 99, 100, 102], [80, 81, 79, 82, 80], "slower"),
     ([100, 130, 90, 110, 95], [105, 125, 92, 111, 99], "no change"),   # within the noise
     ([100, 102], [110, 111], "faster"),                                 # few values: ranges apart
     ([100, 112], [110, 115], "no change"),                              # ranges overlap
-    ([100], [150], "no change"),                                        # one value: noise unknown
+    ([100], [150], "cannot judge"),                                     # one value: noise unknown
     ([100, 100.5], [103, 103.2], "no change"),                          # below the minimum change of 5%
 ])
 def test_verdicts_are_declared_only_beyond_the_noise(base, new, verdict):
     assert judge(base, new, min_change=0.05, alpha=0.05)[0] == verdict
+
+
+def test_one_outlier_epoch_cannot_hide_a_halving():
+    # The min-max rule took the noise as (101 - 20) / 100 = 81% and called -50% "no change".
+    base = [100, 101, 99, 100, 20]     # one epoch slowed by a loaded machine
+    new = [50, 51, 49, 50, 52]
+    verdict, change, why = judge(base, new, min_change=0.05)
+    assert verdict == "slower" and change == pytest.approx(-0.5)
+    assert "1 outlier in base (20)" in why
+    assert outliers(base) == [20] and outliers(new) == []
+
+
+def test_a_against_a_is_no_change():
+    runs = [100, 102, 98, 101, 99, 100.5]
+    again = [99.5, 101, 100, 98.5, 102, 100]
+    verdict, change, why = judge(runs, again, min_change=0.05)
+    assert verdict == "no change" and abs(change) < 0.01
+    low, high = change_interval(runs, again, 0.05)
+    assert low < 0 < high
 
 
 def write_study(folder: Path, speed: float, spread: float = 0.01, **cfg) -> Path:
@@ -51,6 +65,35 @@ def test_identical_studies_give_no_change_and_a_regression_fails_the_gate(tmp_pa
     assert "| 1 cuda | single | 100 | 80 | -20.0% |" in out and "0 faster, 2 slower, 0 no change" in out
     assert (tmp_path / "cmp" / "compare.png").exists() and (tmp_path / "cmp" / "report.html").exists()
     assert compare_main([str(a), str(slow), "--out", str(tmp_path / "cmp"), "--fail-on-regression", "30"]) == 0
+
+
+def _side(folder: Path, *records) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for r in records:
+        append_record(folder / "results.jsonl", r)
+    return folder
+
+
+def test_a_gate_that_cannot_judge_never_passes(tmp_path, capsys):
+    gate = ["--fail-on-regression", "5", "--out", str(tmp_path / "out")]
+    one = _side(tmp_path / "one", record("single", 1, [10.0], timestamp="t"))        # the quick default: one epoch
+    one_again = _side(tmp_path / "one2", record("single", 1, [10.0], timestamp="t"))
+    assert compare_main([str(one), str(one_again), *gate]) == EXIT_CANNOT_JUDGE
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("gate: cannot judge: 1 of 1 pairs have unknown noise")
+    assert compare_main([str(one), str(one_again), "--out", str(tmp_path / "out")]) == 0  # no gate: a report
+    failed = _side(tmp_path / "failed", record("single", 1, status="failed", error="boom", timestamp="t"))
+    assert compare_main([str(one), str(failed), *gate]) == EXIT_CANNOT_JUDGE
+    assert "new has only failed records" in capsys.readouterr().err
+    good = write_study(tmp_path / "good", 1.0)
+    other = _side(tmp_path / "other", record("ddp", 4, [3.0, 3.1, 3.0], timestamp="t"),
+                  record("single", 1, status="failed", error="boom", timestamp="t"))
+    assert compare_main([str(good), str(other), *gate]) == EXIT_CANNOT_JUDGE
+    assert "no configuration ran successfully on both sides" in capsys.readouterr().err
+    half = _side(tmp_path / "half", *[r for r in (record("single", 1, [10.0, 10.1, 9.9, 10.0, 10.05], timestamp="t"),
+                                                  record("ddp", 2, status="failed", error="x", timestamp="t"))])
+    assert compare_main([str(good), str(half), *gate]) == EXIT_CANNOT_JUDGE
+    assert "ddp x2 ran in base and failed in new" in capsys.readouterr().err
 
 
 def test_refused_settings_unpaired_rows_and_force(tmp_path, capsys):
