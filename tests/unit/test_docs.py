@@ -34,8 +34,10 @@ OWNED_ELSEWHERE = ("docs/reliability.md", "docs/trust.md", "docs/gpu-session.md"
 README_MAX_LINES = 150
 QUICK_START_BY_LINE = 40
 """The Quick start's commands must be on the first screen."""
-CONSTANT_MODULES = ("bench.explain.scaling_model", "bench.explain.noise", "bench.records.results", "bench.scaling")
-PAGE_COMMANDS = {"compare.md": ("bench.compare", "bench.scaling")}
+CONSTANT_MODULES = ("bench.explain.scaling_model", "bench.explain.noise", "bench.explain.plausibility",
+                    "bench.explain.interconnects", "bench.explain.prediction", "bench.explain.replay",
+                    "bench.records.results", "bench.scaling")
+PAGE_COMMANDS = {"compare.md": ("bench.compare", "bench.scaling"), "trust.md": ("bench.scaling", "bench.compare")}
 """Whose flags a page quotes (by file name); any other page quotes the sweep's (bench.scaling)."""
 NUMBER = r"(\d[\d,]*(?:\.\d+)?)\s?(%|x\b)?"
 COMMAND_WORDS = ("python", "torchrun", "pytest", "pip", "tox", "sbatch", "srun")
@@ -95,7 +97,7 @@ def test_every_verdict_threshold_and_the_schema_version_are_quoted():
     thresholds = {k for k, v in vars(scaling_model).items() if k.isupper() and isinstance(v, float)}
     assert len(thresholds) >= 6  # the six verdict thresholds, at least
     required = {DOCS / "scaling-model.md": thresholds, DOCS / "results-schema.md": {"SCHEMA_VERSION"},
-                DOCS / "compare.md": {"MIN_TRIALS_FOR_TEST"}, README: {"GPU_EPOCHS"}}
+                DOCS / "compare.md": {"MIN_VALUES_FOR_INTERVAL"}, README: {"GPU_EPOCHS"}}
     for page, names in required.items():
         missing = names - {const for const, _, _ in quoted_constants(page)}
         assert not missing, f"{name(page)} does not quote {', '.join(sorted(missing))} as `NAME` = VALUE"
@@ -222,8 +224,8 @@ def test_the_gpu_targets_quoted_are_the_ones_the_gpu_check_applies():
 def test_the_gpu_peaks_table_is_the_models():
     from mgpu_core.models import PEAK_TFLOPS
     section = markdown_section(text(DOCS / "models.md"), "## What is recorded about a model")
-    rows = [[c.strip() for c in line.strip("|").split("|")] for line in section.splitlines()
-            if line.startswith("| ") and not line.startswith("| GPU")]
+    rows = [[c.strip().strip("`").replace("\\|", "|") for c in re.split(r"(?<!\\)\|", line.strip("|"))]
+            for line in section.splitlines() if line.startswith("| ") and not line.startswith("| GPU")]
     quoted = [(fragment, {p: float(v) for p, v in (("bf16", bf16), ("fp32", fp32)) if v != "-"})
               for fragment, bf16, fp32 in rows]
     assert quoted == [(fragment, dict(peaks)) for fragment, peaks in PEAK_TFLOPS]
@@ -383,7 +385,12 @@ def test_the_schema_page_names_every_key_of_a_comm_record():
     from bench import comm
     from bench.run import sweep
     from mgpu_core import collectives
-    produced = dict_keys_in(collectives.measure) | dict_keys_in(comm.run_count)
+    from bench.records.comm import comm_record
+    added = {kw.arg for node in ast.walk(ast.parse(textwrap.dedent(inspect.getsource(comm.run_count))))
+             if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "comm_record" for kw in node.keywords
+             if kw.arg}
+    produced = (dict_keys_in(collectives.measure) | dict_keys_in(collectives.prediction_inputs)
+                | dict_keys_in(comm_record) | added)
     calls = [node for node in ast.walk(ast.parse(inspect.getsource(sweep))) if isinstance(node, ast.Call)
              and getattr(node.func, "id", None) == "run_count"]
     extras = {k.value for call in calls for kw in call.keywords if kw.arg == "extra" and isinstance(kw.value, ast.Dict)
