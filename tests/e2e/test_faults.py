@@ -174,8 +174,9 @@ def test_port_in_use_is_one_line(tmp_path):
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
+        # what torchrun sets in a worker (TORCHELASTIC_RUN_ID: started by torchrun, not variables left in a shell)
         env = os.environ | {"RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1",
-                            "MASTER_PORT": str(port)}
+                            "MASTER_PORT": str(port), "TORCHELASTIC_RUN_ID": "port-test"}
         proc = subprocess.run([sys.executable, "-m", "mgpu_core", "--mode", "ddp", "--dataset", "synthetic",
                                "--dist-timeout-s", "20"], env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1

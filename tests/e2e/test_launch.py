@@ -10,6 +10,7 @@ from types import SimpleNamespace
 
 import pytest
 from helpers import processes_mentioning
+from torch.autograd import DeviceType
 
 from bench.profile import _is_communication, _outermost
 from bench.run import launch
@@ -61,7 +62,7 @@ def test_atomic_write_leaves_nothing_behind_when_the_write_fails(tmp_path):
 
 def test_profile_counts_a_nested_collective_once():
     def event(name, parent=None):
-        return SimpleNamespace(name=name, cpu_parent=parent)
+        return SimpleNamespace(name=name, cpu_parent=parent, device_type=DeviceType.CPU)
     backward = event("backward")
     outer = event("c10d::allreduce_", backward)
     inner = event("gloo:all_reduce", outer)

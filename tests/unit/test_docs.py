@@ -383,9 +383,9 @@ def test_the_schema_page_names_every_key_of_the_nested_objects():
 def test_the_schema_page_names_every_key_of_a_comm_record():
     """A comm record is the dict each rank measures, the launcher's additions and the sweep's `extra`."""
     from bench import comm
+    from bench.records.comm import comm_record
     from bench.run import sweep
     from mgpu_core import collectives
-    from bench.records.comm import comm_record
     added = {kw.arg for node in ast.walk(ast.parse(textwrap.dedent(inspect.getsource(comm.run_count))))
              if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "comm_record" for kw in node.keywords
              if kw.arg}
