@@ -11,7 +11,7 @@ from pathlib import Path
 
 from bench.explain.goal import Goal
 from bench.records.comm import read_comm
-from bench.records.files import COMM_FILE, REPORT_FILE, SUMMARY_FILE
+from bench.records.files import COMM_FILE, REPORT_FILE, RESULTS_FILE, SUMMARY_FILE
 from bench.records.pooling import pool
 from bench.records.results import ResultsError, read_records
 from bench.render.html import markdown_table_to_html, paragraphs, write_html
@@ -52,11 +52,13 @@ def write_report(records: list[dict], out: Path, goal: Goal, log: Callable[[str]
 
 def main(argv: list[str] | None = None) -> int:
     parser = OneLineErrorParser(prog="python -m bench.report", description=__doc__.splitlines()[0])
-    parser.add_argument("results", nargs="+", type=Path, help="results.jsonl files")
+    parser.add_argument("results", nargs="+", type=Path,
+                        help=f"results files, or study folders holding {RESULTS_FILE} (as bench.compare takes)")
     parser.add_argument("--out", type=Path, default=Path("reports"), help="folder for summary.md and the PNGs")
     add_config_arguments(parser.add_argument_group("goal"), Goal)
     args = parser.parse_args(argv)
     goal = config_from_args(Goal, args, parser)
+    args.results = [path / RESULTS_FILE if path.is_dir() else path for path in args.results]
     for path in args.results:
         if not path.is_file():
             parser.error(f"{path}: no such results file")

@@ -8,6 +8,7 @@ import statistics
 from dataclasses import dataclass
 
 from bench.explain.plausibility import provisional, refused_prediction
+from bench.explain.prediction import BASELINE_SINGLE_EPOCH
 from bench.explain.scaling_model import (
     Band,
     CommPoint,
@@ -149,7 +150,17 @@ def explain(rows, base, comm_records: list[dict], device_type: str, precision: s
                 e.refused = refused_prediction(predicted[1], row.devices, base.noise)
                 if e.refused is None:
                     e.predicted = predicted
-            if e.point_band:  # the band made with the prediction, from the same run's 1-rank step
+            if (e.point and e.predicted_epoch_s and row.epoch_time_s and row.speedup
+                    and e.baseline != BASELINE_SINGLE_EPOCH):
+                # The point and its band were made against the collective benchmark's 1-rank step, the measured
+                # speedup is against the single run: put them on the measured scale through the predicted epoch (a
+                # configuration's speedup is inverse to its epoch time), so the residual compares like with like
+                # and reads as the predicted epoch against the measured one.
+                scale = row.speedup * row.epoch_time_s[0] / e.predicted_epoch_s / e.point
+                e.point *= scale
+                e.point_band = (e.point_band[0] * scale, e.point_band[1] * scale) if e.point_band else None
+                e.baseline = f"{BASELINE_SINGLE_EPOCH} (rescaled from {e.baseline} through the predicted epoch)"
+            if e.point_band:  # the band made with the prediction
                 e.predicted = e.point_band
             if e.predicted:
                 e.residual = residual(row.speedup, *e.predicted)

@@ -223,7 +223,12 @@ def probe_partial_batch(argv: list[str], cuda: bool) -> tuple[str, str]:
     return (_verdict(mechanism, fix_ok) if cuda else "rehearsed (CPU: no cuDNN autotuning to see)",
             f"batch of 77 never seen: first step {first:.1f} ms, second {second:.1f} ms "
             f"(cudnn.benchmark={torch.backends.cudnn.benchmark}); with warm-up at the last batch's shape "
-            f"({last_batch_size(train_pipe)} samples): first epoch {epochs[0]:.0f} ms, next {epochs[1]:.0f} ms")
+            f"({_last_batch_words(last_batch_size(train_pipe))}): first epoch {epochs[0]:.0f} ms, next "
+            f"{epochs[1]:.0f} ms")
+
+
+def _last_batch_words(size: int | None) -> str:
+    return f"{size} samples" if size else "none partial: every batch is full"
 
 
 def probe_profile(argv: list[str], cuda: bool) -> tuple[str, str]:

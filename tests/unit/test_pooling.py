@@ -49,6 +49,12 @@ def test_report_cli_pools_and_says_so(tmp_path):
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "pooled 4 records from 2 files" in proc.stdout
+    folder = tmp_path / "study"
+    folder.mkdir()
+    a.rename(folder / "results.jsonl")  # a study folder, as bench.compare and bench.predict take it
+    proc = subprocess.run([sys.executable, "-m", "bench.report", str(folder), "--out", str(tmp_path / "out2")],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and (tmp_path / "out2" / "summary.md").exists(), proc.stderr
 
 
 @pytest.mark.parametrize("edit", [

@@ -213,6 +213,23 @@ def test_the_table_shows_the_point_beside_the_band_and_the_residual_against_the_
                                     "- ddp x2: overlap measured by DDP 30%, replayed 40%"]
 
 
+def test_a_point_made_against_the_same_runs_1_rank_step_is_read_against_the_single_run():
+    """The residual compares like with like: a point made against the collective benchmark's faster 1-rank step
+    is put on the measured scale through the predicted epoch (found by a new user: "+205%" beside "epoch 0.34 s
+    (predicted 0.28 s)")."""
+    from helpers import record
+
+    from bench.explain.goal import Goal
+    from bench.explain.prediction import BASELINE_SAME_RUN
+    from bench.render.summary import markdown_table, summarize
+    ddp = record("ddp", 2, [6.0], steps=50)
+    ddp["prediction"] = {"predicted_speedup": 4.0, "band_speedup": [3.0, 4.0], "predicted_epoch_s": 5.0,
+                         "baseline": BASELINE_SAME_RUN}
+    study = summarize([record("single", 1, [10.0], steps=100), ddp], Goal())
+    row = next(line for line in markdown_table(study).splitlines() if "| ddp |" in line)
+    assert "| 2.00x [1.50-2.00x] | -17% (inside band) |" in row  # predicted 5 s against measured 6 s
+
+
 def test_measured_collectives_interpolate_inside_the_sweep_and_fit_beyond():
     from bench.explain.replay import MeasuredCollective
     fit = AlphaBeta("all_reduce", 2, 1e-3, 1e-9)
