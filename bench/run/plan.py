@@ -12,6 +12,7 @@ from bench.run.axes import Axes
 from bench.run.nodes import nodes_needed, span_skip
 from mgpu_core.config import ConfigError, TrainConfig
 from mgpu_core.names import BATCHNORM_FREE, DISTRIBUTED_MODES, MODES
+from mgpu_core.recipe import global_batch
 
 NO_AXES = Axes()
 """Every axis at its single default value."""
@@ -155,4 +156,17 @@ def _skip_reason(mode: str, n: int, given: PlanInput, variant: dict, too_many: s
         return too_many
     if given.scaling == "strong" and given.base.batch_size % n:
         return f"global batch {given.base.batch_size} does not split evenly over {n} devices"
-    return None
+    return _too_few_samples(n, given, variant)
+
+
+def _too_few_samples(n: int, given: PlanInput, variant: dict) -> str | None:
+    """Why --train-samples holds no whole optimizer step at n devices (training runs whole steps only:
+    mgpu_core.pipelines.LAST_BATCH_POLICY), or None."""
+    samples = given.base.train_samples
+    batch = device_batch(given.base.batch_size, n, given.scaling)
+    accum = variant.get("grad_accum", given.base.grad_accum)
+    step = global_batch(batch, n, accum)
+    if samples is None or samples >= step:
+        return None
+    return (f"--train-samples {samples} holds no whole step of {step} samples (batch {batch} x {n} devices x "
+            f"accumulation {accum}); raise --train-samples or lower --batch-size")

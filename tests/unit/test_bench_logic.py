@@ -244,3 +244,18 @@ def test_scaling_is_weak_or_strong_and_global_batch_is_its_older_name():
     assert SweepConfig(scaling="strong").scaling == "strong"
     with pytest.raises(SystemExit):
         parser.parse_args(["--scaling", "global"])
+
+
+def test_a_cell_whose_samples_hold_no_whole_step_is_skipped_with_the_reason():
+    """--train-samples 100 at batch 128 (found by a new user: a ConfigError about --grad-accum, never given)."""
+    cells = plan(PlanInput(TrainConfig(train_samples=300), "cuda", (1, 2, 4), ("single", "ddp"), visible_gpus=4,
+                           cores=8, axes=Axes(grad_accum=(1, 3))))
+    skipped = {(c.label, c.skip.split(";")[0]) for c in cells if c.skip}
+    assert skipped == {("ddp accum 3 x1", "--train-samples 300 holds no whole step of 384 samples (batch 128 x 1 "
+                        "devices x accumulation 3)"),
+                       ("ddp x4", "--train-samples 300 holds no whole step of 512 samples (batch 128 x 4 devices x "
+                        "accumulation 1)"),
+                       ("ddp accum 3 x2", "--train-samples 300 holds no whole step of 768 samples (batch 128 x 2 "
+                        "devices x accumulation 3)"),
+                       ("ddp accum 3 x4", "--train-samples 300 holds no whole step of 1536 samples (batch 128 x 4 "
+                        "devices x accumulation 3)")}
