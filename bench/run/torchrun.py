@@ -33,6 +33,23 @@ def failure_message(failure) -> str:
     return " ".join(str(message).split())
 
 
+PEER_LOST = ("Connection closed by peer", "Connection reset by peer", "remote worker crashing", "Broken pipe",
+             "communicator was aborted")
+"""Errors a rank raises because another rank died (gloo's and NCCL's words): a consequence, never the root cause."""
+
+
+def root_cause(exc: ChildFailedError):
+    """(rank, failure) that caused the others: the first by time (torch's choice, get_first_failure) unless its
+    message says a peer was lost, then the first whose message does not; the ranks' error files are written at
+    nearly the same moment, so the consequence can carry the earlier timestamp."""
+    first_rank, first = exc.get_first_failure()
+    if not any(words in failure_message(first) for words in PEER_LOST):
+        return first_rank, first
+    causes = sorted((f.timestamp, rank, f) for rank, f in exc.failures.items()
+                    if not any(words in failure_message(f) for words in PEER_LOST))
+    return (causes[0][1], causes[0][2]) if causes else (first_rank, first)
+
+
 def main(argv: list[str] | None = None) -> int:
     # torchrun sets OMP_NUM_THREADS=1 for its workers when the user did not: keep what the user set (or that they
     # did not), so ranks choose their threads by the same rule as the single-process baseline.
@@ -40,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         run(parse_args(sys.argv[1:] if argv is None else argv))
     except ChildFailedError as exc:
-        rank, failure = exc.get_first_failure()
+        rank, failure = root_cause(exc)
         target = os.environ.get(FAILURE_FILE_ENV)
         if target:
             with atomic_write(Path(target)) as f:

@@ -25,12 +25,12 @@ def test_a_cpu_burner_during_one_configuration_flags_that_row_noisy(tmp_path):
     burners = []
     try:
         deadline = time.monotonic() + 300
-        while _lines(results) < 1:  # single x1 recorded: ddp x2 starts now
+        while _lines(results) < 2:  # the plan: single x1, ddp x1, ddp x2; two recorded: ddp x2 starts now
             assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
             time.sleep(0.1)
         burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"])
                    for _ in range(len(os.sched_getaffinity(0)))]
-        while _lines(results) < 2 and proc.poll() is None:
+        while _lines(results) < 3 and proc.poll() is None:
             assert time.monotonic() < deadline
             time.sleep(0.1)
     finally:

@@ -20,7 +20,7 @@ def test_predict_from_a_measured_two_device_study_is_within_the_validated_error(
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     records = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
     [ddp2] = [r for r in records if (r["mode"], r["devices"]) == ("ddp", 2)]
-    [single] = [r for r in records if r["mode"] == "single"]
+    single = next(r for r in records if r["mode"] == "single")  # the first; the closing baseline follows at the end
     assert ddp2["prediction"]["predicted_epoch_s"] > 0  # the sweep's own prediction, made before the run
     done = subprocess.run([sys.executable, "-m", "bench.predict", str(tmp_path), "--devices", "1,2,4"],
                           capture_output=True, text=True, timeout=120)

@@ -197,7 +197,7 @@ def test_synthetic_is_learnable_but_not_trivial():
 def test_locating_the_data_checks_it_as_loading_does_without_handing_back_arrays(tmp_path, monkeypatch):
     from mgpu_core import datasets
     from mgpu_core.datasets import DataLocation, locate_dataset
-    monkeypatch.setattr(datasets, "DEFAULT_HOME", tmp_path / "home")
+    monkeypatch.setattr(datasets, "default_home", lambda: tmp_path / "home")
     assert locate_dataset(TrainConfig(dataset="synthetic")) == DataLocation("synthetic", None)
     notices = []
     assert locate_dataset(TrainConfig(download=False), notice=notices.append).name == "synthetic"

@@ -118,5 +118,5 @@ def test_a_sweep_in_which_every_configuration_failed_exits_1_in_one_line(tmp_pat
     proc = sweep(tmp_path, "--gpus", "1", "--modes", "single,ddp", "--lr", "1e30", *TINY)
     assert proc.returncode == 1, proc.stderr[-2000:]
     assert proc.stderr.strip().splitlines()[-1].startswith("python -m bench.scaling: error: every configuration "
-                                                            "failed (2)")
+                                                            "failed (3)")  # and the closing baseline
     assert {r["status"] for r in read_records(tmp_path / "results.jsonl")} == {"failed"}

@@ -43,3 +43,20 @@ def test_a_failure_reads_its_root_cause_and_an_old_result_is_never_taken_for_a_n
     outcome, result = run_child(tmp_path, "s", child(WRITE_FAILURE), 60)
     assert result is None and outcome.returncode == 3 and outcome.error == "rank 1: RuntimeError: boom"
     assert list((tmp_path / HANDOFF_DIR).iterdir()) == []
+
+
+def test_the_root_cause_is_the_rank_that_failed_not_the_one_that_lost_its_peer():
+    """Seen in CI: rank 0's "Connection closed by peer" carried an earlier timestamp than rank 1's OOM."""
+    from types import SimpleNamespace
+
+    from bench.run.torchrun import root_cause
+
+    def failure(timestamp, message):
+        return SimpleNamespace(timestamp=timestamp, exitcode=1, error_file_data={"message": {"message": message}},
+                               message=message)
+    lost = failure(1, "RuntimeError: [pair.cc:561] Connection closed by peer [127.0.0.1]:123")
+    cause = failure(2, "OutOfMemoryError: CUDA out of memory")
+    exc = SimpleNamespace(failures={0: lost, 1: cause}, get_first_failure=lambda: (0, lost))
+    assert root_cause(exc) == (1, cause)
+    only = SimpleNamespace(failures={0: lost}, get_first_failure=lambda: (0, lost))
+    assert root_cause(only) == (0, lost)
