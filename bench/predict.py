@@ -8,14 +8,18 @@ measured (docs/prediction.md).
 
 STUDY is a study folder (results.jsonl, comm.jsonl) or a results file with comm.jsonl beside it; it needs the
 1-device single baseline and a collective record with the compute profile (bench.comm measures it). Writes
-<out>/predict.md, predict.png and predict.html. Every number is a prediction; with --validation (bench.validate's
-validate.jsonl) it carries the model's validated error, else "accuracy unknown".
+<out>/predict.md, predict.png, predict.html and predict.json, and puts the same section into the study's
+report.html (and into every later one of that study that bench.report or the sweep writes there). Every number is
+a prediction; with --validation (bench.validate's validate.jsonl) it carries the model's validated error, else
+"accuracy unknown".
 """
 
 from __future__ import annotations
 
+import json
 import statistics
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from bench.explain.goal import Goal
@@ -33,18 +37,39 @@ from bench.explain.interconnects import (
     parse_nccl_tests,
     predict_count,
 )
+from bench.explain.plausibility import SUPERLINEAR_FLAG as SUSPECT
+from bench.explain.plausibility import refused_prediction
 from bench.explain.prediction import fits_of, kappa_of, profile_of
 from bench.records.comm import read_comm
-from bench.records.files import COMM_FILE, RESULTS_FILE
+from bench.records.files import (
+    COMM_FILE,
+    PREDICT_FILE,
+    PREDICT_PAGE_FILE,
+    PREDICT_PLOT_FILE,
+    PREDICT_TABLE_FILE,
+    REPORT_FILE,
+    RESULTS_FILE,
+)
 from bench.records.results import ResultsError, read_jsonl, read_records
+from bench.render.html import put_section, write_html
+from bench.render.prediction import PREDICTION_HEADING, prediction_body
 from bench.render.summary import select_study, summarize
 from mgpu_core.cli_args import OneLineErrorParser
+from mgpu_core.files import atomic_write
 
-PREDICT_FILES = ("predict.md", "predict.png", "predict.html")
+PREDICT_FILES = (PREDICT_TABLE_FILE, PREDICT_PLOT_FILE, PREDICT_PAGE_FILE, PREDICT_FILE)
 
 
 class PredictError(ValueError):
     """What the study or the inputs lack; one line."""
+
+
+@dataclass(frozen=True)
+class Measured:
+    """A ddp row the study measured: its epoch-time speedup against the study's single x1 epoch, and its
+    plausibility flag (bench.explain.plausibility.superlinear) where it has one."""
+    speedup: float
+    suspect: str | None = None
 
 
 def study_inputs(path: Path) -> dict:
@@ -71,13 +96,17 @@ def study_inputs(path: Path) -> dict:
         per_count[rec["devices"]] = rec["compute_step_s"]  # the newest compute-only step at each measured count
     ddp = [r for r in records if r["mode"] == "ddp" and r["status"] == "ok"]
     study = summarize(records, Goal(), comm)
-    measured = {r.devices: r.speedup for r in study.rows if r.mode == "ddp" and not r.variant and r.speedup}
+    base_noise = study.baseline.noise if study.baseline else None
+    measured = {r.devices: Measured(r.speedup, next((f for f in r.flags if f.startswith(SUSPECT)), None))
+                for r in study.rows if r.mode == "ddp" and not r.variant and r.speedup}
     return {"base_epoch_s": statistics.median(t for r in single for t in r["epoch_times_s"]),
             "base_steps": statistics.median(s for r in single for s in r["steps_per_epoch"]),
             "profile_1": profile_of(newest).scaled(newest["compute_step_1_s"]),
             "bucket_bytes": (ddp[-1]["train_config"]["ddp_bucket_mb"] if ddp else 25.0) * 2**20,
             "scaling": single[-1]["scaling"], "largest": max(r["devices"] for r in records),
-            "measured": measured, "comm": newest, "title": study.title, "compute_at": per_count}
+            "measured": measured, "comm": newest, "title": study.title, "compute_at": per_count,
+            "study": records[0]["study"], "base_noise": base_noise, "comm_threads": newest.get("threads"),
+            "base_threads": single[-1]["provenance"].get("torch_threads")}
 
 
 def compute_at(inputs: dict, devices: int) -> float | None:
@@ -102,41 +131,92 @@ def validated_error(path: Path | None) -> str:
             f"bench.validate ({path})")
 
 
-def epoch_s(row: ScaledRow, base_steps: float, scaling: str) -> float:
-    """Predicted epoch: the baseline's steps per epoch, divided by the devices under weak scaling (the global batch
-    grows with them), times the predicted step."""
-    return base_steps / (row.devices if scaling == "weak" else 1) * row.step_s
+@dataclass(frozen=True)
+class OnBaseline:
+    """One predicted row put on the study's own baseline, the single x1 epoch the measured rows are judged
+    against: the model's N-device step (absolute) against the single run's measured step (its epoch / its steps).
+    At one device the prediction is the baseline itself."""
+    row: ScaledRow
+    speedup: float | None
+    """Epoch-time speedup against the single x1 epoch; None where refused."""
+    band: tuple[float, float] | None
+    """(no overlap, full overlap) on the same baseline."""
+    epoch_s: float | None
+    refused: str | None
+    """Why the row is no prediction (above the ideal beyond the baseline's noise), else None."""
 
 
-def table(series: dict[str, list[ScaledRow]], base_steps: float, scaling: str, accuracy: str) -> str:
-    lines = [f"All numbers are predicted; {accuracy}.", "",
+def on_baseline(row: ScaledRow, t1_s: float, base_epoch_s: float, base_steps: float,
+                base_noise: float | None) -> OnBaseline:
+    """`row` (a speedup N x t1 / T_N, or t1 / T_N under strong scaling, against one rank's compute-only step `t1_s`)
+    against the single x1 run instead: scaled by its measured step / t1, so the predicted epoch is the baseline's
+    steps (per the batch) x the predicted N-device step. A band reaching above the ideal N (beyond 2x the baseline's
+    noise, bench.explain.plausibility.refused_prediction) is refused, never shown as a prediction."""
+    if row.devices == 1:
+        return OnBaseline(row, 1.0, (1.0, 1.0), base_epoch_s, None)
+    scale = base_epoch_s / base_steps / t1_s
+    speedup = row.speedup * scale
+    refused = refused_prediction(row.band_speedup[1] * scale, row.devices, base_noise)
+    if refused:
+        return OnBaseline(row, None, None, None, refused)
+    return OnBaseline(row, speedup, (row.band_speedup[0] * scale, row.band_speedup[1] * scale),
+                      base_epoch_s / speedup, None)
+
+
+def measured_cell(devices: int, measured: dict[int, Measured]) -> str:
+    m = measured.get(devices)
+    return "-" if m is None else f"{m.speedup:.2f}x" + (f" ({m.suspect})" if m.suspect else "")
+
+
+def table(series: dict[str, list[OnBaseline]], measured: dict[int, Measured], accuracy: str) -> str:
+    """The Markdown table, one row per device count and interconnect; the study's measured ddp speedup beside the
+    prediction where the study ran that count."""
+    lines = [f"All numbers are predicted but the measured column; {accuracy}.", "",
              "| devices | interconnect | predicted speedup | predicted epoch s | efficiency "
-             "| band [no overlap-overlap] | dominant cost |", "|---|---|---|---|---|---|---|"]
+             "| band [no overlap-overlap] | dominant cost | measured speedup (this study) |",
+             "|---|---|---|---|---|---|---|---|"]
     for name, rows in series.items():
-        for r in rows:
+        for p in rows:
+            r = p.row
             mark = " (extrapolated)" if r.extrapolated else ""
-            lines.append(f"| {r.devices}{mark} | {name} | {r.speedup:.2f}x | {epoch_s(r, base_steps, scaling):.2f} "
-                         f"| {r.efficiency:.0%} | {r.band_speedup[0]:.2f}-{r.band_speedup[1]:.2f}x | {r.dominant} |")
+            cells = ([f"{p.refused}", "-", "-", "-"] if p.speedup is None else
+                     [f"{p.speedup:.2f}x", f"{p.epoch_s:.2f}", f"{p.speedup / r.devices:.0%}",
+                      f"{p.band[0]:.2f}-{p.band[1]:.2f}x"])
+            lines.append(f"| {r.devices}{mark} | {name} | " + " | ".join(cells)
+                         + f" | {r.dominant} | {measured_cell(r.devices, measured)} |")
     return "\n".join(lines)
 
 
-def plot(series: dict[str, list[ScaledRow]], measured: dict[int, float], title: str, path: Path) -> Path:
+def plot(series: dict[str, list[OnBaseline]], measured: dict[int, Measured], title: str, path: Path) -> Path:
+    """predict.png: predicted speedup against devices, one line per interconnect, the ideal, and the study's
+    measured ddp rows on top (against its own single x1 epoch; hollow where the row is super-linear: suspect);
+    extrapolated predictions have hollow markers."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(8, 5), dpi=100)
-    counts = sorted({r.devices for rows in series.values() for r in rows} | set(measured))
+    counts = sorted({p.row.devices for rows in series.values() for p in rows} | set(measured))
     for name, rows in series.items():
-        ax.plot([r.devices for r in rows], [r.speedup for r in rows], marker="o", label=f"predicted: {name}")
+        shown = [(p.row.devices, p.speedup) for p in rows if p.speedup is not None]
+        if shown:
+            [line] = ax.plot(*zip(*shown, strict=True), marker="o", label=f"predicted: {name}")
+            far = [(p.row.devices, p.speedup) for p in rows if p.speedup is not None and p.row.extrapolated]
+            if far:  # extrapolated: hollow markers
+                ax.plot(*zip(*far, strict=True), "o", color="white", markeredgecolor=line.get_color(), zorder=3)
     ax.plot(counts, counts, "k--", alpha=0.5, label="ideal")
-    if measured:
-        ax.plot(sorted(measured), [measured[n] for n in sorted(measured)], "ks", markersize=8,
-                label="measured (this study)")
+    for suspect, style, label in ((False, "ks", "measured ddp (this study, vs its single x1 epoch)"),
+                                  (True, "ks", "measured ddp, super-linear: suspect")):
+        points = sorted((n, m.speedup) for n, m in measured.items() if bool(m.suspect) == suspect)
+        if points:
+            ax.plot(*zip(*points, strict=True), style, markersize=8, label=label,
+                    markerfacecolor="none" if suspect else "k")
     ax.set_xscale("log", base=2)
     ax.set_yscale("log", base=2)
     ax.set_xticks(counts, [str(n) for n in counts])
-    ax.set(xlabel="devices", ylabel="epoch-time speedup vs 1 device (x)", title="Predicted speedup")
+    ax.set_yticks(counts, [f"{n}x" for n in counts])
+    ax.minorticks_off()
+    ax.set(xlabel="devices", ylabel="epoch-time speedup vs the single x1 epoch (x)", title="Predicted speedup")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     fig.suptitle(title, fontsize=8, wrap=True)
@@ -201,30 +281,48 @@ def main(argv: list[str] | None = None) -> int:
     series = {name: [predict_count(inputs["profile_1"], n, link_for(n, ic, args.gpus_per_node),
                                    inputs["bucket_bytes"], inputs["scaling"], inputs["largest"], kappa,
                                    compute_at(inputs, n)) for n in counts] for name, ic in links.items()}
-    text = table(series, inputs["base_steps"], inputs["scaling"], accuracy)
+    t1_s = inputs["profile_1"].step_s
+    base_step_s = inputs["base_epoch_s"] / inputs["base_steps"]
+    threads = (f"; its ranks ran {inputs['comm_threads']} CPU thread(s) each, the single run "
+               f"{inputs['base_threads']}" if inputs["comm_threads"] and inputs["base_threads"]
+               and inputs["comm_threads"] != inputs["base_threads"] else "")
+    anchored = {name: [on_baseline(r, t1_s, inputs["base_epoch_s"], inputs["base_steps"], inputs["base_noise"])
+                       for r in rows] for name, rows in series.items()}
+    text = table(anchored, inputs["measured"], accuracy)
     steps = ", ".join(f"{n}: {t * 1e3:.1f} ms" for n, t in sorted(inputs["compute_at"].items()))
     notes = [f"Compute per device is the measured device's ({inputs['title']}), at the compute-only step measured "
              f"with the most ranks up to each count ({steps}); {inputs['scaling']} scaling as in the study; counts "
-             f"beyond {EXTRAPOLATION_FACTOR}x the largest measured ({inputs['largest']}) are marked extrapolated. "
-             "Speedups are against one device's compute-only step (the collective benchmark's 1-rank step); the "
-             f"epoch is the baseline's {inputs['base_steps']:g} steps per epoch, per the batch, x the predicted step."]
+             f"beyond {EXTRAPOLATION_FACTOR}x the largest measured ({inputs['largest']}) are marked extrapolated.",
+             f"Baseline: every speedup, predicted or measured, is against the study's single x1 epoch "
+             f"({inputs['base_epoch_s']:.2f} s, {base_step_s * 1e3:.1f} ms per step); a predicted epoch is the "
+             "baseline's steps (per the batch) x the predicted N-device step. The model's own 1-rank compute-only "
+             f"step (same run as its N-rank step) was {t1_s * 1e3:.1f} ms ({t1_s / base_step_s:.2f}x the single "
+             f"step{threads}). A band above the ideal is refused."]
     for name, ic in links.items():
         inter = f"; beyond {args.gpus_per_node} per node: {ic.inter.source}" if args.gpus_per_node else ""
         notes.append(f"{name}: {ic.intra.source}{inter}")
     out = (args.out or (args.study if args.study.is_dir() else args.study.parent)).expanduser()
     try:
         out.mkdir(parents=True, exist_ok=True)
-        (out / "predict.md").write_text("# Predicted scaling\n\n" + text + "\n\n" + "\n".join(f"- {n}" for n in notes)
-                                        + "\n\n![predict.png](predict.png)\n")
-        image = plot(series, inputs["measured"], inputs["title"], out / "predict.png")
-        from bench.render.html import markdown_table_to_html, paragraphs, write_html
-        write_html(out / "predict.html", "Predicted scaling", [("Prediction", paragraphs([text.splitlines()[0]])
-                                                               + markdown_table_to_html(text)),
-                                                              ("Inputs and limits", paragraphs(notes))],
-                   [image], None)
+        (out / PREDICT_TABLE_FILE).write_text("# Predicted scaling\n\n" + text + "\n\n"
+                                              + "\n".join(f"- {n}" for n in notes)
+                                              + f"\n\n![{PREDICT_PLOT_FILE}]({PREDICT_PLOT_FILE})\n")
+        image = plot(anchored, inputs["measured"], inputs["title"], out / PREDICT_PLOT_FILE)
+        rows = [{"devices": p.row.devices, "interconnect": name, "predicted_speedup": p.speedup,
+                 "predicted_epoch_s": p.epoch_s, "band_speedup": list(p.band) if p.band else None,
+                 "refused": p.refused, "dominant": p.row.dominant, "extrapolated": p.row.extrapolated,
+                 "measured_speedup": m.speedup if (m := inputs["measured"].get(p.row.devices)) else None}
+                for name, ps in anchored.items() for p in ps]
+        with atomic_write(out / PREDICT_FILE) as f:
+            json.dump({"study": inputs["study"], "accuracy": accuracy, "table_md": text, "notes": notes,
+                       "rows": rows}, f, indent=1)
+        body = prediction_body(text, notes, image)
+        write_html(out / PREDICT_PAGE_FILE, "Predicted scaling", [(PREDICTION_HEADING, body)], [], None)
+        in_report = put_section(out / REPORT_FILE, inputs["study"], PREDICTION_HEADING, body)
     except OSError as exc:
         parser.error(f"{exc.filename or out}: {exc.strerror}")
-    print(text + "\n\n" + "\n".join(notes) + f"\n\nwrote {', '.join(str(out / f) for f in PREDICT_FILES)}")
+    written = [out / f for f in PREDICT_FILES] + ([out / REPORT_FILE] if in_report else [])
+    print(text + "\n\n" + "\n".join(notes) + f"\n\nwrote {', '.join(map(str, written))}")
     return 0
 
 

@@ -16,6 +16,7 @@ from bench.records.pooling import pool
 from bench.records.results import ResultsError, read_records
 from bench.render.html import markdown_table_to_html, paragraphs, write_html
 from bench.render.plots import render, render_comm
+from bench.render.prediction import prediction_sections
 from bench.render.summary import (
     StudySummary,
     goal_line,
@@ -42,8 +43,9 @@ def write_report(records: list[dict], out: Path, goal: Goal, log: Callable[[str]
                       [("Goal", paragraphs([*summary.notices, goal_line(summary),
                                                  *([summary.topology] if summary.topology else [])])),
                        ("Results", markdown_table_to_html(markdown_table(summary))),
-                       ("Verdicts", paragraphs(verdict_lines(summary)))],
-                      paths, chosen[-1]["provenance"] if chosen else None)
+                       ("Verdicts", paragraphs(verdict_lines(summary))),
+                       *(prediction_sections(out, chosen[0]["study"]) if chosen else [])],
+                      paths, chosen[-1]["provenance"] if chosen else None, study=chosen[0]["study"] if chosen else None)
     log(f"\n{summary.title}\n\n" + "".join(f"{line}\n" for line in summary.notices)
         + f"\n{markdown_table(summary)}\n")
     log("wrote " + ", ".join(str(p) for p in [out / SUMMARY_FILE, *paths, page]))

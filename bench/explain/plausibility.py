@@ -18,6 +18,8 @@ MAD_TO_SIGMA = 1.4826
 SUPERLINEAR_SIGMAS = 2.0
 """Efficiency above 100 % by more than this many noise units (the row's and baseline's noise combined) is
 `super-linear: suspect`."""
+SUPERLINEAR_FLAG = "super-linear: suspect"
+"""The flag of such a row, in the table, the plots and the prediction's measured points."""
 MIN_TRIALS = 2
 """A row with fewer successful trials than this (or whose noise is unknown) has a provisional verdict."""
 NOISY_CPU_SHARE = 0.10
@@ -57,7 +59,7 @@ def superlinear(efficiency: float | None, noise: float | None) -> str | None:
         return None
     basis = (f"beyond {SUPERLINEAR_SIGMAS:g}x the noise {noise:.1%}" if noise is not None
              else "with unknown noise")
-    return (f"super-linear: suspect (efficiency {efficiency:.0%} {basis}: a slow baseline, drift or a cache effect; "
+    return (f"{SUPERLINEAR_FLAG} (efficiency {efficiency:.0%} {basis}: a slow baseline, drift or a cache effect; "
             "not a result)")
 
 

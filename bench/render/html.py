@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import html
 import json
+import re
 from pathlib import Path
 
 from mgpu_core.files import atomic_write
@@ -44,23 +45,59 @@ def image_tag(path: Path) -> str:
     return f'<img alt="{html.escape(path.stem)}" src="data:image/png;base64,{data}">'
 
 
+def section(heading: str, body: str) -> str:
+    """One section of a page: <section id=slug> around its heading and body, so a later command (bench.predict)
+    can replace it in place."""
+    slug = re.sub(r"[^a-z0-9]+", "-", heading.lower()).strip("-")
+    return f'<section id="{slug}"><h2>{html.escape(heading)}</h2>{body}</section>'
+
+
+STUDY_META = "mgpu-bench-study"
+"""The <meta> name under which a report page carries its study id."""
+
+
 def write_html(path: Path, title: str, sections: list[tuple[str, str]], images: list[Path],
-               provenance: dict | list | None) -> Path:
-    """Write the page: `sections` are (heading, HTML) pairs, shown before the plots; provenance is shown as JSON."""
-    parts = [f"<h1>{html.escape(title)}</h1>"]
-    for heading, body in sections:
-        parts.append(f"<h2>{html.escape(heading)}</h2>{body}")
+               provenance: dict | list | None, study: str | None = None) -> Path:
+    """Write the page: `sections` are (heading, HTML) pairs, shown before the plots; provenance is shown as JSON;
+    `study` (the study id) is carried in a <meta> tag so a section can be added for the same study later."""
+    parts = [f"<h1>{html.escape(title)}</h1>"] + [section(heading, body) for heading, body in sections]
     if images:
-        parts.append("<h2>Plots</h2>" + "".join(image_tag(p) for p in images))
+        parts.append(section("Plots", "".join(image_tag(p) for p in images)))
     if provenance:
-        parts.append("<h2>Provenance</h2><pre>" + html.escape(json.dumps(provenance, indent=1, sort_keys=True))
-                     + "</pre>")
-    page = (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+        parts.append(section("Provenance", "<pre>" + html.escape(json.dumps(provenance, indent=1, sort_keys=True))
+                             + "</pre>"))
+    meta = f'<meta name="{STUDY_META}" content="{html.escape(study)}">' if study else ""
+    page = (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">{meta}'
             f'<meta name="viewport" content="width=device-width, initial-scale=1">'
             f"<title>{html.escape(title)}</title><style>{STYLE}</style></head><body>{''.join(parts)}</body></html>")
     with atomic_write(path) as f:
         f.write(page)
     return path
+
+
+def put_section(path: Path, study: str, heading: str, body: str, before: str = "Plots") -> bool:
+    """Put the section `heading` into the page at `path` written by write_html for `study`: replacing a section of
+    that heading, else before the section `before` (else at the end). False, and nothing written, where the page
+    is missing or belongs to another study."""
+    try:
+        page = path.read_text()
+    except OSError:
+        return False
+    if f'<meta name="{STUDY_META}" content="{html.escape(study)}">' not in page:
+        return False
+    new = section(heading, body)
+    slug = new[len('<section id="'):new.index('"', len('<section id="'))]
+    old = re.search(rf'<section id="{slug}">.*?</section>', page, flags=re.S)
+    if old:
+        page = page[:old.start()] + new + page[old.end():]
+    else:
+        anchor = section(before, "")[:-len("</section>")].split("<h2>")[0]
+        at = page.find(anchor)
+        at = at if at >= 0 else page.rindex("</body>")
+        page = page[:at] + new + page[at:]
+    with atomic_write(path) as f:
+        f.write(page)
+    return True
 
 
 def paragraphs(lines: list[str]) -> str:

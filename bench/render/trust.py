@@ -5,7 +5,7 @@ configurations ran. The rules and thresholds are bench.explain.plausibility's; t
 
 from __future__ import annotations
 
-from bench.explain.plausibility import NOISY_CPU_SHARE, drift, noisy, superlinear
+from bench.explain.plausibility import NOISY_CPU_SHARE, SUPERLINEAR_FLAG, drift, noisy, superlinear
 
 
 def _row_key(record: dict) -> tuple[str, str, int]:
@@ -54,7 +54,7 @@ def annotate(study, records: list[dict]) -> None:
         if over:
             flags.append(over)
         if row is not study.baseline and (suspect := superlinear(row.efficiency, row.noise)):
-            flags.append("super-linear: suspect")
+            flags.append(SUPERLINEAR_FLAG)
             row.goal_verdict += f" ({suspect.split(' (')[0]})"
         row.flags = flags
 
@@ -79,7 +79,7 @@ def conclude(study, records: list[dict] = ()) -> None:
         most = f" up to {max(shares):.0%} of the CPU" if shares and max(shares) > NOISY_CPU_SHARE else ""
         notices.append(f"noisy: {len(noisy_rows)} of {len(measured)} rows measured while other processes ran"
                        f"{' (using' + most + ')' if most else ''}; their numbers are not the machine's")
-    for word in ("oversubscribed", "super-linear: suspect"):
+    for word in ("oversubscribed", SUPERLINEAR_FLAG):
         hit = [r for r in measured if any(f.startswith(word) for f in r.flags)]
         if hit:
             notices.append(f"{word}: {len(hit)} of {len(measured)} rows (" + ", ".join(

@@ -113,7 +113,7 @@ def test_predict_writes_the_table_plot_and_page(tmp_path, capsys):
     assert predict.main([str(study), "--devices", "1,2,8,64", "--interconnect", "nvlink4,100gbe",
                          "--gpus-per-node", "8"]) == 0
     out = capsys.readouterr().out
-    assert "All numbers are predicted; accuracy unknown (no --validation)." in out
+    assert "All numbers are predicted but the measured column; accuracy unknown (no --validation)." in out
     assert "| 64 (extrapolated) | nvlink4 |" in out and "| 8 | 100gbe |" in out
     for name in predict.PREDICT_FILES:
         assert (study / name).stat().st_size > 0
@@ -122,6 +122,50 @@ def test_predict_writes_the_table_plot_and_page(tmp_path, capsys):
                                                                                            "error": 0.15}) + "\n")
     assert predict.main([str(study), "--devices", "2", "--validation", str(validation)]) == 0
     assert "validated MAPE 10.0% (largest 15.0%) over 2 cells" in capsys.readouterr().out
+
+
+def test_predicted_and_measured_speedups_share_the_studys_single_baseline(tmp_path, capsys):
+    study = _study(tmp_path)  # single 10 s for 100 steps (0.1 s a step), ddp x2 measured 6 s: 1.67x
+    assert predict.main([str(study), "--devices", "1,2", "--interconnect", "nvlink4"]) == 0
+    rows = {r["devices"]: r for r in json.loads((study / "predict.json").read_text())["rows"]}
+    assert rows[1]["predicted_speedup"] == 1.0 and rows[1]["predicted_epoch_s"] == 10.0
+    assert rows[2]["measured_speedup"] == pytest.approx(10 / 6)
+    # the predicted epoch is the baseline's 100 steps over 2 devices x the predicted step, its speedup 10 s / it
+    assert rows[2]["predicted_speedup"] == pytest.approx(10.0 / rows[2]["predicted_epoch_s"])
+    assert "| 2 | nvlink4 |" in capsys.readouterr().out
+
+
+def test_a_prediction_above_the_ideal_on_the_studys_baseline_is_refused():
+    row = predict_count(PROFILE, 4, Link(1e12, 1e-6, "t"), 25 << 20, "weak", 2)
+    base_steps = 100
+    fair = predict.on_baseline(row, PROFILE.step_s, PROFILE.step_s * base_steps, base_steps, 0.01)
+    assert fair.refused is None and fair.speedup == pytest.approx(row.speedup) and fair.speedup <= 4
+    slow_base = predict.on_baseline(row, PROFILE.step_s, 2 * PROFILE.step_s * base_steps, base_steps, 0.01)
+    assert slow_base.speedup is None and "above the ideal 4x" in slow_base.refused
+    one = predict.on_baseline(predict_count(PROFILE, 1, Link(1e9, 1e-5, "t"), 25 << 20, "weak", 2),
+                              PROFILE.step_s, 7.0, base_steps, None)
+    assert (one.speedup, one.epoch_s) == (1.0, 7.0)  # one device is the baseline itself
+
+
+def test_the_prediction_is_a_section_of_the_studys_report_page(tmp_path, capsys):
+    from bench.report import main as report_main
+    study = _study(tmp_path)
+    assert report_main([str(study), "--out", str(study)]) == 0
+    assert "What more devices would buy" not in (study / "report.html").read_text()
+    assert predict.main([str(study), "--devices", "2,4", "--interconnect", "pcie5"]) == 0
+    assert "report.html" in capsys.readouterr().out.splitlines()[-1]
+    page = (study / "report.html").read_text()
+    assert page.count('<section id="what-more-devices-would-buy-predicted">') == 1
+    assert page.index("what-more-devices") < page.index('<section id="plots">') and "<td>pcie5</td>" in page
+    assert predict.main([str(study), "--devices", "2", "--interconnect", "100gbe"]) == 0  # replaced, not added
+    page = (study / "report.html").read_text()
+    assert page.count("what-more-devices-would-buy") == 1 and "<td>100gbe</td>" in page and "pcie5" not in page
+    assert report_main([str(study), "--out", str(study)]) == 0  # a re-render keeps it (same study)
+    assert "<td>100gbe</td>" in (study / "report.html").read_text()
+    saved = json.loads((study / "predict.json").read_text())
+    (study / "predict.json").write_text(json.dumps(saved | {"study": "another"}))
+    assert report_main([str(study), "--out", str(study)]) == 0  # another study's prediction is never shown
+    assert "what-more-devices" not in (study / "report.html").read_text()
 
 
 @pytest.mark.parametrize("setup, args, text", [
