@@ -101,12 +101,18 @@ def noisy(interference: dict | None) -> str | None:
 
 def drift(first: list[float], last: list[float]) -> str | None:
     """'baseline drift: ...' when the baseline measured at the end of a study (`last`, per-epoch throughputs) differs
-    from its first measurement (`first`) by more than SUPERLINEAR_SIGMAS x their combined noise (any change when the
-    noise is unknown is not judged), else None."""
-    noise = combined_noise(relative_noise(first), relative_noise(last))
-    if not first or not last or noise is None:
+    from its earlier measurements (`first`, every epoch of them) by more than SUPERLINEAR_SIGMAS x their combined
+    noise, else None. A closing measurement of one epoch is taken to have the earlier ones' noise (same
+    configuration, same machine); where even that is unknown (one epoch in all before it) the change is stated and
+    said not to be judged."""
+    if not first or not last:
         return None
     change = statistics.median(last) / statistics.median(first) - 1
+    before = relative_noise(first)
+    noise = combined_noise(before, relative_noise(last) if len(last) > 1 else before)
+    if noise is None:
+        return (f"baseline: the closing measurement ran {abs(change):.0%} {'faster' if change > 0 else 'slower'} than "
+                "the first; drift not judged (one epoch each, noise unknown: --trials 2 or --epochs 2 judges it)")
     if abs(change) <= SUPERLINEAR_SIGMAS * noise:
         return None
     return (f"baseline drift: the 1-device baseline ran {abs(change):.0%} {'faster' if change > 0 else 'slower'} at "

@@ -90,7 +90,7 @@ def conclude(study, records: list[dict] = ()) -> None:
                        f"({refused[0].explanation.refused.removeprefix('refused: ')})")
     base = _baseline_records(study, records)
     if len(base) >= 2:
-        moved = drift(base[0]["samples_per_s"], base[-1]["samples_per_s"])
+        moved = drift([v for r in base[:-1] for v in r["samples_per_s"]], base[-1]["samples_per_s"])
         if moved:
             notices.append(moved)
     orders = {(r.get("design") or {}).get("order_seed") for r in records if r.get("design")}

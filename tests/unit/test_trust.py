@@ -100,6 +100,10 @@ def test_noisy_rows_are_flagged_counted_and_never_near_ideal():
 def test_baseline_drift_is_reported_at_the_top():
     assert drift([100, 101, 99], [100, 100.5, 99.5]) is None
     assert drift([100, 101, 99], [80, 81, 79]).startswith("baseline drift: the 1-device baseline ran 20% slower")
+    # a closing measurement of one epoch is judged with the earlier trials' noise (here about 1.5%)
+    assert drift([100, 102], [80]).startswith("baseline drift: the 1-device baseline ran 21% slower")
+    assert drift([100, 102], [100]) is None
+    assert "drift not judged" in drift([100], [80])  # one epoch in all: stated, not judged
     base = _trials("single", 1, [[10.0, 10.1, 9.9], [12.5, 12.6, 12.4]])  # the closing measurement 20% slower
     for i, r in enumerate(base):
         r["design"] = {"order_seed": 7, "position": i * 5, "closing_baseline": i == 1}
