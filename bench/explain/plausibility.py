@@ -99,6 +99,13 @@ def noisy(interference: dict | None) -> str | None:
     return "noisy: " + "; ".join(reasons) if reasons else None
 
 
+def _moved(change: float) -> str:
+    """A relative change in words: '20% slower', '35% faster', or '6.7x faster' beyond doubling."""
+    if change >= 1.0:
+        return f"{1 + change:.1f}x faster"
+    return f"{abs(change):.0%} {'faster' if change > 0 else 'slower'}"
+
+
 def drift(first: list[float], last: list[float]) -> str | None:
     """'baseline drift: ...' when the baseline measured at the end of a study (`last`, per-epoch throughputs) differs
     from its earlier measurements (`first`, every epoch of them) by more than SUPERLINEAR_SIGMAS x their combined
@@ -111,9 +118,9 @@ def drift(first: list[float], last: list[float]) -> str | None:
     before = relative_noise(first)
     noise = combined_noise(before, relative_noise(last) if len(last) > 1 else before)
     if noise is None:
-        return (f"baseline: the closing measurement ran {abs(change):.0%} {'faster' if change > 0 else 'slower'} than "
-                "the first; drift not judged (one epoch each, noise unknown: --trials 2 or --epochs 2 judges it)")
+        return (f"baseline: the closing measurement ran {_moved(change)} than the first; drift not judged (one epoch "
+                "each, noise unknown: --trials 2 or --epochs 2 judges it)")
     if abs(change) <= SUPERLINEAR_SIGMAS * noise:
         return None
-    return (f"baseline drift: the 1-device baseline ran {abs(change):.0%} {'faster' if change > 0 else 'slower'} at "
-            f"the end of the study than at its start (noise {noise:.1%}); speedups against it move by as much")
+    return (f"baseline drift: the 1-device baseline ran {_moved(change)} at the end of the study than at its start "
+            f"(noise {noise:.1%}); speedups against it move by as much")
