@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import statistics
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 from bench.explain.goal import Goal
@@ -28,17 +27,17 @@ from bench.explain.interconnects import (
     PRESETS,
     Interconnect,
     Link,
-    ScaledRow,
+    Measured,
     link_for,
     link_from_fit,
     link_from_nccl,
+    on_baseline,
     parse_bandwidth,
     parse_duration,
     parse_nccl_tests,
     predict_count,
 )
 from bench.explain.plausibility import SUPERLINEAR_FLAG as SUSPECT
-from bench.explain.plausibility import refused_prediction
 from bench.explain.prediction import fits_of, kappa_of, profile_of
 from bench.records.comm import read_comm
 from bench.records.files import (
@@ -52,7 +51,7 @@ from bench.records.files import (
 )
 from bench.records.results import ResultsError, read_jsonl, read_records
 from bench.render.html import put_section, write_html
-from bench.render.prediction import PREDICTION_HEADING, prediction_body
+from bench.render.prediction import PREDICTION_HEADING, plot, prediction_body, table
 from bench.render.summary import select_study, summarize
 from mgpu_core.cli_args import OneLineErrorParser
 from mgpu_core.files import atomic_write
@@ -62,14 +61,6 @@ PREDICT_FILES = (PREDICT_TABLE_FILE, PREDICT_PLOT_FILE, PREDICT_PAGE_FILE, PREDI
 
 class PredictError(ValueError):
     """What the study or the inputs lack; one line."""
-
-
-@dataclass(frozen=True)
-class Measured:
-    """A ddp row the study measured: its epoch-time speedup against the study's single x1 epoch, and its
-    plausibility flag (bench.explain.plausibility.superlinear) where it has one."""
-    speedup: float
-    suspect: str | None = None
 
 
 def study_inputs(path: Path) -> dict:
@@ -129,101 +120,6 @@ def validated_error(path: Path | None) -> str:
     errors = [abs(c["error"]) for c in cells]
     return (f"validated MAPE {statistics.mean(errors):.1%} (largest {max(errors):.1%}) over {len(cells)} cells of "
             f"bench.validate ({path})")
-
-
-@dataclass(frozen=True)
-class OnBaseline:
-    """One predicted row put on the study's own baseline, the single x1 epoch the measured rows are judged
-    against: the model's N-device step (absolute) against the single run's measured step (its epoch / its steps).
-    At one device the prediction is the baseline itself."""
-    row: ScaledRow
-    speedup: float | None
-    """Epoch-time speedup against the single x1 epoch; None where refused."""
-    band: tuple[float, float] | None
-    """(no overlap, full overlap) on the same baseline."""
-    epoch_s: float | None
-    refused: str | None
-    """Why the row is no prediction (above the ideal beyond the baseline's noise), else None."""
-
-
-def on_baseline(row: ScaledRow, t1_s: float, base_epoch_s: float, base_steps: float,
-                base_noise: float | None) -> OnBaseline:
-    """`row` (a speedup N x t1 / T_N, or t1 / T_N under strong scaling, against one rank's compute-only step `t1_s`)
-    against the single x1 run instead: scaled by its measured step / t1, so the predicted epoch is the baseline's
-    steps (per the batch) x the predicted N-device step. A band reaching above the ideal N (beyond 2x the baseline's
-    noise, bench.explain.plausibility.refused_prediction) is refused, never shown as a prediction."""
-    if row.devices == 1:
-        return OnBaseline(row, 1.0, (1.0, 1.0), base_epoch_s, None)
-    scale = base_epoch_s / base_steps / t1_s
-    speedup = row.speedup * scale
-    refused = refused_prediction(row.band_speedup[1] * scale, row.devices, base_noise)
-    if refused:
-        return OnBaseline(row, None, None, None, refused)
-    return OnBaseline(row, speedup, (row.band_speedup[0] * scale, row.band_speedup[1] * scale),
-                      base_epoch_s / speedup, None)
-
-
-def measured_cell(devices: int, measured: dict[int, Measured]) -> str:
-    m = measured.get(devices)
-    return "-" if m is None else f"{m.speedup:.2f}x" + (f" ({m.suspect})" if m.suspect else "")
-
-
-def table(series: dict[str, list[OnBaseline]], measured: dict[int, Measured], accuracy: str) -> str:
-    """The Markdown table, one row per device count and interconnect; the study's measured ddp speedup beside the
-    prediction where the study ran that count."""
-    lines = [f"All numbers are predicted but the measured column; {accuracy}.", "",
-             "| devices | interconnect | predicted speedup | predicted epoch s | efficiency "
-             "| band [no overlap-overlap] | dominant cost | measured speedup (this study) |",
-             "|---|---|---|---|---|---|---|---|"]
-    for name, rows in series.items():
-        for p in rows:
-            r = p.row
-            mark = " (extrapolated)" if r.extrapolated else ""
-            cells = ([f"{p.refused}", "-", "-", "-"] if p.speedup is None else
-                     [f"{p.speedup:.2f}x", f"{p.epoch_s:.2f}", f"{p.speedup / r.devices:.0%}",
-                      f"{p.band[0]:.2f}-{p.band[1]:.2f}x"])
-            lines.append(f"| {r.devices}{mark} | {name} | " + " | ".join(cells)
-                         + f" | {r.dominant} | {measured_cell(r.devices, measured)} |")
-    return "\n".join(lines)
-
-
-def plot(series: dict[str, list[OnBaseline]], measured: dict[int, Measured], title: str, path: Path) -> Path:
-    """predict.png: predicted speedup against devices, one line per interconnect, the ideal, and the study's
-    measured ddp rows on top (against its own single x1 epoch; hollow where the row is super-linear: suspect);
-    extrapolated predictions have hollow markers."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(8, 5), dpi=100)
-    counts = sorted({p.row.devices for rows in series.values() for p in rows} | set(measured))
-    for name, rows in series.items():
-        shown = [(p.row.devices, p.speedup) for p in rows if p.speedup is not None]
-        if shown:
-            [line] = ax.plot(*zip(*shown, strict=True), marker="o", label=f"predicted: {name}")
-            far = [(p.row.devices, p.speedup) for p in rows if p.speedup is not None and p.row.extrapolated]
-            if far:  # extrapolated: hollow markers
-                ax.plot(*zip(*far, strict=True), "o", color="white", markeredgecolor=line.get_color(), zorder=3)
-    ax.plot(counts, counts, "k--", alpha=0.5, label="ideal")
-    for suspect, style, label in ((False, "ks", "measured ddp (this study, vs its single x1 epoch)"),
-                                  (True, "ks", "measured ddp, super-linear: suspect")):
-        points = sorted((n, m.speedup) for n, m in measured.items() if bool(m.suspect) == suspect)
-        if points:
-            ax.plot(*zip(*points, strict=True), style, markersize=8, label=label,
-                    markerfacecolor="none" if suspect else "k")
-    ax.set_xscale("log", base=2)
-    ax.set_yscale("log", base=2)
-    ax.set_xticks(counts, [str(n) for n in counts])
-    ax.set_yticks(counts, [f"{n}x" for n in counts])
-    ax.minorticks_off()
-    ax.set(xlabel="devices", ylabel="epoch-time speedup vs the single x1 epoch (x)", title="Predicted speedup")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.suptitle(title, fontsize=8, wrap=True)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from bench.explain.plausibility import refused_prediction
 from bench.explain.replay import AlphaBeta, ComputeProfile, ddp_step, fit_alpha_beta
 from mgpu_core.bandwidth import bus_factor
 
@@ -194,3 +195,43 @@ def link_for(devices: int, interconnect: Interconnect, gpus_per_node: int | None
     """The intra-node link up to one node's devices, the inter-node one beyond (all-reduce is as fast as its
     slowest link)."""
     return interconnect.inter if gpus_per_node and devices > gpus_per_node else interconnect.intra
+
+
+@dataclass(frozen=True)
+class Measured:
+    """A ddp row the study measured: its epoch-time speedup against the study's single x1 epoch, and its
+    plausibility flag (bench.explain.plausibility.superlinear) where it has one."""
+    speedup: float
+    suspect: str | None = None
+
+
+@dataclass(frozen=True)
+class OnBaseline:
+    """One predicted row put on the study's own baseline, the single x1 epoch the measured rows are judged
+    against: the model's N-device step (absolute) against the single run's measured step (its epoch / its steps).
+    At one device the prediction is the baseline itself."""
+    row: ScaledRow
+    speedup: float | None
+    """Epoch-time speedup against the single x1 epoch; None where refused."""
+    band: tuple[float, float] | None
+    """(no overlap, full overlap) on the same baseline."""
+    epoch_s: float | None
+    refused: str | None
+    """Why the row is no prediction (above the ideal beyond the baseline's noise), else None."""
+
+
+def on_baseline(row: ScaledRow, t1_s: float, base_epoch_s: float, base_steps: float,
+                base_noise: float | None) -> OnBaseline:
+    """`row` (a speedup N x t1 / T_N, or t1 / T_N under strong scaling, against one rank's compute-only step `t1_s`)
+    against the single x1 run instead: scaled by its measured step / t1, so the predicted epoch is the baseline's
+    steps (per the batch) x the predicted N-device step. A band reaching above the ideal N (beyond 2x the baseline's
+    noise, bench.explain.plausibility.refused_prediction) is refused, never shown as a prediction."""
+    if row.devices == 1:
+        return OnBaseline(row, 1.0, (1.0, 1.0), base_epoch_s, None)
+    scale = base_epoch_s / base_steps / t1_s
+    speedup = row.speedup * scale
+    refused = refused_prediction(row.band_speedup[1] * scale, row.devices, base_noise)
+    if refused:
+        return OnBaseline(row, None, None, None, refused)
+    return OnBaseline(row, speedup, (row.band_speedup[0] * scale, row.band_speedup[1] * scale),
+                      base_epoch_s / speedup, None)

@@ -13,6 +13,7 @@ from bench.explain.interconnects import (
     Link,
     link_for,
     link_from_nccl,
+    on_baseline,
     parse_bandwidth,
     parse_duration,
     parse_nccl_tests,
@@ -138,11 +139,11 @@ def test_predicted_and_measured_speedups_share_the_studys_single_baseline(tmp_pa
 def test_a_prediction_above_the_ideal_on_the_studys_baseline_is_refused():
     row = predict_count(PROFILE, 4, Link(1e12, 1e-6, "t"), 25 << 20, "weak", 2)
     base_steps = 100
-    fair = predict.on_baseline(row, PROFILE.step_s, PROFILE.step_s * base_steps, base_steps, 0.01)
+    fair = on_baseline(row, PROFILE.step_s, PROFILE.step_s * base_steps, base_steps, 0.01)
     assert fair.refused is None and fair.speedup == pytest.approx(row.speedup) and fair.speedup <= 4
-    slow_base = predict.on_baseline(row, PROFILE.step_s, 2 * PROFILE.step_s * base_steps, base_steps, 0.01)
+    slow_base = on_baseline(row, PROFILE.step_s, 2 * PROFILE.step_s * base_steps, base_steps, 0.01)
     assert slow_base.speedup is None and "above the ideal 4x" in slow_base.refused
-    one = predict.on_baseline(predict_count(PROFILE, 1, Link(1e9, 1e-5, "t"), 25 << 20, "weak", 2),
+    one = on_baseline(predict_count(PROFILE, 1, Link(1e9, 1e-5, "t"), 25 << 20, "weak", 2),
                               PROFILE.step_s, 7.0, base_steps, None)
     assert (one.speedup, one.epoch_s) == (1.0, 7.0)  # one device is the baseline itself
 
