@@ -209,6 +209,22 @@ def test_variants_are_their_own_series_and_compute_per_device_is_shown():
     assert "SimpleCNN (2.12M parameters, 8.1 MiB gradients)" in study.title
 
 
+def test_a_strong_scaling_header_states_the_global_batch_whichever_record_is_newest():
+    cells = [c for c in plan(PlanInput(TrainConfig(batch_size=128), "cuda", (1, 2, 4), ("single", "ddp"),
+                                       scaling="strong", visible_gpus=4, cores=8)) if c.skip is None]
+    records = [make_record(cfg=c.config, devices=c.devices, trial=0, scaling="strong", device_type="cuda",
+                           status="ok", provenance={"host": "h"}, target_val_acc=0.78,
+                           result=fake_result([10.0 / c.devices], 0.8, devices=c.devices, cfg=c.config))
+               for c in cells]
+    assert [r["batch_per_device"] for r in records] == [128, 128, 64, 32]
+    expected = "global batch 128, split over the devices (64 per device at 2, 32 per device at 4), strong scaling"
+    for ordered in (records, records[::-1]):  # the settings are read from the last successful record
+        study = summarize(ordered, Goal())
+        assert expected in study.title and "batch 128 per device" not in study.title
+    assert "batch 128 per device, weak scaling" in summarize([record("single", 1, [1.0], batch_size=128)],
+                                                             Goal()).title
+
+
 def test_no_accuracy_target_is_claimed_for_a_model_the_recipe_was_not_tuned_for():
     records = [record("single", 1, [10.0], acc=0.3, model="resnet18"), record("ddp", 2, [5.0], acc=0.3,
                                                                               model="resnet18")]
