@@ -37,6 +37,7 @@ from bench.explain.prediction import fits_of, kappa_of, profile_of
 from bench.records.comm import read_comm
 from bench.records.files import COMM_FILE, RESULTS_FILE
 from bench.records.results import ResultsError, read_jsonl, read_records
+from bench.records.units import plural
 from bench.render.summary import select_study, summarize
 from mgpu_core.cli_args import OneLineErrorParser
 
@@ -98,8 +99,8 @@ def validated_error(path: Path | None) -> str:
     if not cells:
         raise PredictError(f"{path}: no validated cells (bench.validate's validate.jsonl)")
     errors = [abs(c["error"]) for c in cells]
-    return (f"validated MAPE {statistics.mean(errors):.1%} (largest {max(errors):.1%}) over {len(cells)} cells of "
-            f"bench.validate ({path})")
+    return (f"validated MAPE {statistics.mean(errors):.1%} (largest {max(errors):.1%}) over "
+            f"{plural(len(cells), 'cell')} of bench.validate ({path})")
 
 
 def epoch_s(row: ScaledRow, base_steps: float, scaling: str) -> float:

@@ -18,6 +18,7 @@ from bench.records.comm import read_comm
 from bench.records.files import COMM_FILE, HANDOFF_DIR, LOGS_DIR, RESULTS_FILE
 from bench.records.results import ResultsError, read_records
 from bench.records.study import study_identity
+from bench.records.units import plural
 from bench.run.axes import Axes
 from bench.run.flag_checks import template, thread_notice, unused_flag
 from bench.run.lock import LockedError, exclusive
@@ -132,7 +133,7 @@ def up_front_model_check(train: TrainConfig) -> str:
     from mgpu_core.synthetic import NUM_CLASSES
     data_size = train.image_size if train.dataset == "synthetic" else 32  # CIFAR-10 is resized after augmenting
     _, check = build_and_check(train, NUM_CLASSES, data_size)
-    unused = (f"; {len(check.unused_parameters)} parameter(s) without gradient: ddp finds unused parameters"
+    unused = (f"; {plural(len(check.unused_parameters), 'parameter')} without gradient: ddp finds unused parameters"
               if check.unused_parameters else "")
     tied = f"; tied parameters {check.shared_parameters[0]} shard as one fsdp unit" if check.shared_parameters else ""
     return f"model {train.model}: checked ({check.factory_call}; logits: {check.output_rule}){unused}{tied}"

@@ -12,7 +12,7 @@ from bench.explain.goal import Goal, pct
 from bench.explain.plausibility import combined_noise, relative_noise
 from bench.records.accuracy import time_to_accuracy
 from bench.records.study import device_batch, study_batch
-from bench.records.units import gib, mib
+from bench.records.units import gib, mib, plural
 from bench.render import trust
 from mgpu_core.names import MODES
 
@@ -121,8 +121,8 @@ class StudySummary:
         workers = (", DataLoader workers restarted inside each timed epoch"
                    if self.pipeline == "dataloader" and not self.persistent_workers else "")
         return (f"{model} on {self.dataset}{subset}, {self.device_name} ({self.device_type}), {self.batch_words}, "
-                f"{self.scaling} scaling, {self.precision}, {self.pipeline} "
-                f"pipeline{workers}, {self.recipe} recipe (lr scaling {self.lr_scaling}), {self.epochs} epoch(s)")
+                f"{self.scaling} scaling, {self.precision}, {self.pipeline} pipeline{workers}, {self.recipe} recipe "
+                f"(lr scaling {self.lr_scaling}), {plural(self.epochs, 'epoch')}")
 
     @property
     def batch_words(self) -> str:
@@ -149,7 +149,7 @@ def select_study(records: list[dict], warn: Callable[[str], None] = print, study
         study = max(records, key=lambda r: r["provenance"].get("timestamp") or "")["study"]
     others = {r["study"] for r in records} - {study}
     if others:
-        warn(f"notice: {len(others)} other stud{'y' if len(others) == 1 else 'ies'} in these results "
+        warn(f"notice: {plural(len(others), 'other study', 'other studies')} in these results "
              f"({', '.join(sorted(others))}) left out; showing study {study}")
     return [r for r in records if r["study"] == study]
 

@@ -27,6 +27,8 @@ import time
 import traceback
 from pathlib import Path
 
+from bench.records.units import plural
+
 HARNESS_MODULES = ("mgpu_core.cli", "mgpu_core.trainer", "mgpu_core.parallel", "mgpu_core.collectives",
                    "bench.scaling", "bench.gpu_check", "bench.comm", "bench.profile", "bench.report")
 PACKAGES = ("torch", "torchvision", "numpy", "PIL", "psutil", "matplotlib", "tqdm", "pytest", "triton")
@@ -228,7 +230,7 @@ def probe_partial_batch(argv: list[str], cuda: bool) -> tuple[str, str]:
 
 
 def _last_batch_words(size: int | None) -> str:
-    return f"{size} samples" if size else "none partial: every batch is full"
+    return plural(size, "sample") if size else "none partial: every batch is full"
 
 
 def probe_profile(argv: list[str], cuda: bool) -> tuple[str, str]:
@@ -331,7 +333,7 @@ def probe_compile_no_sync(cuda: bool) -> tuple[str, str]:
         del compiled, ddp
     return (_verdict(not bare, total == per_sync),
             f"compiled wrapper is{'' if bare else ' not'} a DDP module; bucket all-reduces over 2 micro-batches: "
-            f"{total} ({per_sync} bucket(s) per synced backward)")
+            f"{total} ({plural(per_sync, 'bucket')} per synced backward)")
 
 
 def probe_peak_table(cuda: bool) -> tuple[str, str]:

@@ -171,7 +171,8 @@ def test_a_two_node_study_matches_one_host(two_hosts, tmp_path):
     kept = [line for line in results.read_text().splitlines() if '"devices": 2' not in line]
     results.write_text("\n".join(kept) + "\n")
     outputs = _study(two_hosts, tmp_path, *args, "--resume")
-    assert "following node 0 through 1 launches" in outputs[0] and "ddp x2 trial 0: done here" in outputs[0]
+    assert "following node 0 through 1 launch spanning nodes" in outputs[0]
+    assert "ddp x2 trial 0: done here" in outputs[0]
     assert "single x1 cpu trial 0: done already" in outputs[1]
     assert [(r["mode"], r["devices"], r["status"]) for r in read_records(results)][-1] == ("ddp", 2, "ok")
 

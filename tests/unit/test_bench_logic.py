@@ -33,6 +33,13 @@ def test_plan_skips_with_reasons_and_single_only_at_one():
     assert explicit_cpu[0].skip.startswith("dp needs CUDA")  # planned and recorded as skipped, not a crash
 
 
+def test_messages_count_in_the_singular_for_one():
+    one_core = plan(PlanInput(TrainConfig(), "cpu", (1, 2), ("ddp",), visible_gpus=0, cores=1))
+    assert one_core[1].skip == "2 CPU processes requested, 1 core usable"
+    study = summarize([record("single", 1, [1.0], epochs=1)], Goal())
+    assert study.title.endswith(", 1 epoch") and "epoch(s)" not in study.title
+
+
 def test_a_cell_holds_what_every_later_step_uses_computed_once():
     base = TrainConfig(batch_size=128, seed=5)
     given = PlanInput(base, "cuda", (1, 2), ("single", "ddp"), trials=2, scaling="strong", visible_gpus=2, cores=8,
@@ -268,7 +275,7 @@ def test_a_cell_whose_samples_hold_no_whole_step_is_skipped_with_the_reason():
                            cores=8, axes=Axes(grad_accum=(1, 3))))
     skipped = {(c.label, c.skip.split(";")[0]) for c in cells if c.skip}
     assert skipped == {("ddp accum 3 x1", "--train-samples 300 holds no whole step of 384 samples (batch 128 x 1 "
-                        "devices x accumulation 3)"),
+                        "device x accumulation 3)"),
                        ("ddp x4", "--train-samples 300 holds no whole step of 512 samples (batch 128 x 4 devices x "
                         "accumulation 1)"),
                        ("ddp accum 3 x2", "--train-samples 300 holds no whole step of 768 samples (batch 128 x 2 "
