@@ -22,6 +22,7 @@ from torch.distributed.elastic.multiprocessing.errors import record
 from bench.records.comm import comm_record, read_comm
 from bench.records.files import COMM_FILE
 from bench.records.results import ResultsError, append_record
+from bench.records.units import plural
 from bench.render.plots import render_comm
 from bench.run.handoff import Relay, run_child
 from bench.run.launch import child_command
@@ -96,7 +97,8 @@ def launch_all(cfg: TrainConfig, comm: CommConfig, out: Path, command_line: list
     results = []
     for n in counts:
         if n > visible:
-            print(f"{n} {'GPUs' if device_type == 'cuda' else 'CPU processes'}: skipped ({visible} available)")
+            what = plural(n, "GPU") if device_type == "cuda" else plural(n, "CPU process", "CPU processes")
+            print(f"{what}: skipped ({visible} available)")
             continue
         rec, error = run_count(cfg, comm, n, out, command_line)
         print(f"{n} x {device_type}: " + (f"FAILED: {error}" if error else "ok"), flush=True)

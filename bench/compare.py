@@ -25,7 +25,7 @@ from bench.explain.noise import CANNOT_JUDGE, judge
 from bench.records.files import REPORT_FILE, RESULTS_FILE
 from bench.records.results import ResultsError, read_records
 from bench.records.study import fixed_settings
-from bench.records.units import fraction, percent
+from bench.records.units import fraction, percent, plural
 from bench.render.html import markdown_table_to_html, paragraphs, write_html
 from bench.render.plots import render_compare
 from bench.render.summary import Row, StudySummary, select_study, summarize
@@ -188,8 +188,8 @@ def main(argv: list[str] | None = None) -> int:
             return EXIT_CANNOT_JUDGE
         worse = [p for p in pairs if p.change_verdict == "slower" and percent(-p.change) > args.fail_on_regression]
         if worse:
-            print(f"regression: {len(worse)} pair(s) slower by more than {args.fail_on_regression:g}% beyond the "
-                  "noise", file=sys.stderr)
+            print(f"regression: {plural(len(worse), 'pair')} slower by more than {args.fail_on_regression:g}% "
+                  "beyond the noise", file=sys.stderr)
             return EXIT_REGRESSION
     return 0
 
@@ -204,7 +204,7 @@ def cannot_judge(base: Side, new: Side, pairs: list[Pair], only_base: list[Row])
     blind = [p for p in pairs if p.change_verdict == CANNOT_JUDGE]
     if blind:
         first = blind[0]
-        return (f"{len(blind)} of {len(pairs)} pairs have unknown noise "
+        return (f"unknown noise in {len(blind)} of {plural(len(pairs), 'pair')} "
                 f"({first.base.label} x{first.base.devices}: {first.why})")
     return None
 

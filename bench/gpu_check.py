@@ -27,6 +27,7 @@ import traceback
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+from bench.records.units import plural
 from bench.run.gpu_session import GpuCheckConfig, Session, check_output, pack_logs, write_capped
 from bench.run.handoff import run_child
 from bench.run.launch import child_command
@@ -318,7 +319,7 @@ def step_result(name: str, found: dict, work: Path) -> str:
     if name == "collective" and found["collective"]:
         c = found["collective"]
         bad = [r for r in c["rows"] if r["check"] != "ok"]
-        return (f"{len(c['rows'])} collectives on {c['backend']}, " + ("all checked ok" if not bad else
+        return (f"{plural(len(c['rows']), 'collective')} on {c['backend']}, " + ("all checked ok" if not bad else
                 f"{len(bad)} WRONG") + f"; compute-only step {c['compute_step_s'] * 1e3:.1f} ms")
     if name == "strategies":
         lines = found["strategies"]

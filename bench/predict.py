@@ -50,6 +50,7 @@ from bench.records.files import (
     RESULTS_FILE,
 )
 from bench.records.results import ResultsError, read_jsonl, read_records
+from bench.records.units import plural
 from bench.render.html import put_section, write_html
 from bench.render.prediction import PREDICTION_HEADING, plot, prediction_body, table
 from bench.render.summary import select_study, summarize
@@ -118,8 +119,8 @@ def validated_error(path: Path | None) -> str:
     if not cells:
         raise PredictError(f"{path}: no validated cells (bench.validate's validate.jsonl)")
     errors = [abs(c["error"]) for c in cells]
-    return (f"validated MAPE {statistics.mean(errors):.1%} (largest {max(errors):.1%}) over {len(cells)} cells of "
-            f"bench.validate ({path})")
+    return (f"validated MAPE {statistics.mean(errors):.1%} (largest {max(errors):.1%}) over "
+            f"{plural(len(cells), 'cell')} of bench.validate ({path})")
 
 
 def main(argv: list[str] | None = None) -> int:

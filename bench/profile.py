@@ -15,7 +15,7 @@ import torch
 from torch.autograd import DeviceType
 from torch.profiler import ProfilerActivity, profile, record_function
 
-from bench.records.units import ms, ms_to_s, us_to_ms
+from bench.records.units import ms, ms_to_s, plural, us_to_ms
 from mgpu_core.cli import build_parser
 from mgpu_core.cli_args import config_from_args
 from mgpu_core.config import ConfigError, TrainConfig
@@ -82,7 +82,7 @@ def region_rows(events) -> list[tuple[str, float, float]]:
 
 def table(rows: list[tuple[str, float, float]], wall_s: float, steps: int, title: str, asked: int) -> str:
     fewer = f" (of {asked} asked: the epoch holds no more)" if steps < asked else ""
-    lines = [f"# Profile: {title}", "", f"{steps} steps{fewer} in {wall_s:.3f} s wall "
+    lines = [f"# Profile: {title}", "", f"{plural(steps, 'step')}{fewer} in {wall_s:.3f} s wall "
              f"({ms(wall_s / steps):.1f} ms/step). "
              "CPU ms is host time inside each part (it includes waiting for the device where the part syncs); "
              "communication overlaps backward under DDP; backward ran on the calling thread while profiled. "

@@ -16,6 +16,7 @@ import sys
 
 from bench.explain.goal import Goal
 from bench.records.accuracy import time_to_accuracy
+from bench.records.units import plural
 from mgpu_core.cli_args import OneLineErrorParser, add_config_arguments, config_from_args
 from mgpu_core.config import ConfigError, TrainConfig
 from mgpu_core.datasets import load_dataset
@@ -79,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         reach = {t: time_to_accuracy(times, accs, t) for t in check.targets}
         rows.append({"batch": batch, "lr_peak": result.lr_peak, "final": accs[-1], "best": max(accs),
                      "train_s": sum(times), "reach": reach})
-    print(f"\n{base.recipe} recipe, {base.epochs} epochs, {data.name} ({data.source}), {result.device_name}, "
+    print(f"\n{base.recipe} recipe, {plural(base.epochs, 'epoch')}, {data.name} ({data.source}), {result.device_name}, "
           f"{base.precision}\n")
     print(table(rows, check.targets))
     return 0

@@ -17,11 +17,14 @@ from bench.explain.goal import Goal
 from bench.records.comm import read_comm
 from bench.records.files import COMM_FILE, HANDOFF_DIR, LOGS_DIR, RESULTS_FILE
 from bench.records.results import ResultsError, read_records
+from bench.records.study import study_identity
+from bench.records.units import plural
 from bench.run.axes import Axes
 from bench.run.flag_checks import template, thread_notice, unused_flag
 from bench.run.lock import LockedError, exclusive
 from bench.run.nodes import Nodes
 from bench.run.plan import PlanInput, default_counts, plan
+from bench.run.resume import ResumeError, check_resume
 from bench.run.sweep_config import SweepConfig
 from mgpu_core.cli_args import OneLineErrorParser, add_config_arguments, config_from_args
 from mgpu_core.config import ConfigError, TrainConfig
@@ -130,7 +133,7 @@ def up_front_model_check(train: TrainConfig) -> str:
     from mgpu_core.synthetic import NUM_CLASSES
     data_size = train.image_size if train.dataset == "synthetic" else 32  # CIFAR-10 is resized after augmenting
     _, check = build_and_check(train, NUM_CLASSES, data_size)
-    unused = (f"; {len(check.unused_parameters)} parameter(s) without gradient: ddp finds unused parameters"
+    unused = (f"; {plural(len(check.unused_parameters), 'parameter')} without gradient: ddp finds unused parameters"
               if check.unused_parameters else "")
     tied = f"; tied parameters {check.shared_parameters[0]} shard as one fsdp unit" if check.shared_parameters else ""
     return f"model {train.model}: checked ({check.factory_call}; logits: {check.output_rule}){unused}{tied}"
@@ -189,6 +192,9 @@ def main(argv: list[str] | None = None) -> int:
             cells = plan(PlanInput(base, device_type, sweep.gpus or default_counts(visible, usable_cores()),
                                    sweep.modes, sweep.trials, sweep.scaling, axes, visible, usable_cores(),
                                    nodes.nnodes, per_node, sweep.order_seed, sweep.closing_baseline))
+            if sweep.resume and nodes.node_rank == 0:  # before anything runs or is written
+                check_resume(runner.results, cells[0].study_id, study_identity(
+                    cells[0].config.to_dict(), cells[0].devices, sweep.scaling, device_type))
             launched, ok = runner.run(cells, sweep.resume)
             if nodes.node_rank == 0:
                 write_report(read_records(runner.results), out, goal, study=cells[0].study_id,
@@ -197,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"python -m bench.scaling: error: every configuration failed ({launched}); the causes are in "
                       f"{out / RESULTS_FILE} and {out / LOGS_DIR}/", file=sys.stderr)
                 return 1
-    except (DataError, ResultsError, LockedError, ConfigError) as exc:
+    except (DataError, ResultsError, LockedError, ConfigError, ResumeError) as exc:
         print(f"python -m bench.scaling: error: {exc}", file=sys.stderr)
         return 2
     except NodeScheduleError as exc:

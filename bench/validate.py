@@ -30,6 +30,7 @@ from pathlib import Path
 
 from bench.explain.prediction import Settings, fits_of, predict
 from bench.records.results import append_record
+from bench.records.units import plural
 from bench.run.netns import (
     UNSHAPED,
     Host,
@@ -157,7 +158,7 @@ def run_cell_group(hosts: list[Host], cfg: TrainConfig, vcfg: ValidateConfig, ra
     comm_rec = json.loads(comm_json.read_text())
     fit = fits_of(comm_rec)["all_reduce"]
     report(f"{tag}: collectives: all-reduce α {fit.alpha_s * 1e6:.0f} us, {fit.bandwidth_bytes_per_s / 1e6:.1f} MB/s "
-           f"(fit error {fit.geomean_rel_error:.1%} over {fit.points} sizes); compute-only step 1 rank "
+           f"(fit error {fit.geomean_rel_error:.1%} over {plural(fit.points, 'size')}); compute-only step 1 rank "
            f"{comm_rec['compute_step_1_s'] * 1e3:.1f} ms, 2 ranks {comm_rec['compute_step_s'] * 1e3:.1f} ms; "
            f"κ {comm_rec['contention']['kappa']:.2f}")
 
@@ -235,7 +236,7 @@ def markdown(cells: list[dict], stats: dict) -> str:
             f" | {c['kappa']:.2f} | {c['alpha_beta_error'].get('all_reduce', math.nan):.1%} "
             f"| {measured_overlap} / {p.get('overlap_share', math.nan):.0%} |")
     if stats.get("ok"):
-        lines += ["", f"MAPE {stats['mape']:.1%} over {stats['ok']} of {stats['cells']} cells; largest error "
+        lines += ["", f"MAPE {stats['mape']:.1%} over {stats['ok']} of {plural(stats['cells'], 'cell')}; largest error "
                       f"{stats['max_error']:+.1%} ({stats['worst']}); inside the band {stats['inside_band']:.0%}; "
                       f"Kendall's τ {stats['kendall_tau']:.2f} (predicted against measured order)."]
     return "\n".join(lines)

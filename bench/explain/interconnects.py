@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from bench.explain.plausibility import refused_prediction
 from bench.explain.replay import AlphaBeta, ComputeProfile, ddp_step, fit_alpha_beta
+from bench.records.units import plural
 from mgpu_core.bandwidth import bus_factor
 
 LINK_EFFICIENCY = 0.8
@@ -117,7 +118,7 @@ def parse_nccl_tests(text: str) -> NcclTable:
         if not tokens or line.lstrip().startswith("#"):
             continue
         if len(tokens) < 12:
-            raise ValueError(f"line {number}: {len(tokens)} columns, nccl-tests writes at least 12")
+            raise ValueError(f"line {number}: {plural(len(tokens), 'column')}, nccl-tests writes at least 12")
         try:
             size = int(tokens[0])
             numbers = [float(t) for t in tokens[-8:]]

@@ -23,6 +23,8 @@ import statistics
 
 from scipy import stats
 
+from bench.records.units import plural
+
 MEDIAN_SE = math.sqrt(math.pi / 2)
 """Standard error of a median = this x sigma / sqrt(n) (normal data, large n)."""
 MIN_VALUES_FOR_INTERVAL = 5
@@ -71,7 +73,7 @@ def judge(base: list[float], new: list[float], min_change: float, alpha: float =
     change = statistics.median(_per_sample(base)) / statistics.median(_per_sample(new)) - 1
     if len(base) < 2 or len(new) < 2:
         return CANNOT_JUDGE, change, "noise unknown (one value on a side: run more epochs or --trials)"
-    notes = [f"{len(o)} outlier{'s' if len(o) > 1 else ''} in {side} ({', '.join(f'{v:,.0f}' for v in o)})"
+    notes = [f"{plural(len(o), 'outlier')} in {side} ({', '.join(f'{v:,.0f}' for v in o)})"
              for side, values in (("base", base), ("new", new)) if (o := outliers(values))]
     low, high = change_interval(base, new, alpha)
     ci = f"{1 - alpha:.0%} interval of the change {low:+.1%} to {high:+.1%}"

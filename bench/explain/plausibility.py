@@ -13,6 +13,8 @@ from __future__ import annotations
 import math
 import statistics
 
+from bench.records.units import plural
+
 MAD_TO_SIGMA = 1.4826
 """Scale from the median absolute deviation to a standard deviation (normal data)."""
 SUPERLINEAR_SIGMAS = 2.0
@@ -76,7 +78,7 @@ def refused_prediction(high: float, ideal: float, noise: float | None = None) ->
 def provisional(trials_ok: int, noise: float | None) -> str | None:
     """Why a row's verdict is provisional (fewer than MIN_TRIALS successful trials, or unknown noise), else None."""
     if trials_ok < MIN_TRIALS:
-        return f"provisional: {trials_ok} trial{'s' if trials_ok != 1 else ''}"
+        return f"provisional: {plural(trials_ok, 'trial')}"
     if noise is None:
         return "provisional: noise unknown"
     return None
@@ -92,7 +94,7 @@ def noisy(interference: dict | None) -> str | None:
         reasons.append(f"other processes used {share:.0%} of the CPU")
     gpu = interference.get("gpu") or {}
     if gpu.get("other_processes"):
-        reasons.append(f"{len(gpu['other_processes'])} other process(es) on the GPUs")
+        reasons.append(f"{plural(len(gpu['other_processes']), 'other process', 'other processes')} on the GPUs")
     throttled = sorted(set(gpu.get("throttle_reasons") or ()) & set(NOISY_GPU_THROTTLE))
     if throttled:
         reasons.append("GPU clocks throttled (" + ", ".join(throttled) + ")")

@@ -20,6 +20,8 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from bench.records.units import plural
+
 FIRST_BUCKET_BYTES = 1024 * 1024
 """With DDP's default bucket_cap_mb (none given), its first bucket closes at this size
 (torch.distributed._DEFAULT_FIRST_BUCKET_BYTES, 1 MiB), so the first all-reduce starts early in backward; with
@@ -92,7 +94,8 @@ def fit_alpha_beta(op: str, devices: int, sizes_bytes: Sequence[float], times_s:
     a time <= 0."""
     pts = sorted((float(b), float(t)) for b, t in zip(sizes_bytes, times_s, strict=True))
     if len({b for b, _ in pts}) < 2:
-        raise ValueError(f"{op} x{devices}: an α-β fit needs at least 2 distinct sizes (got {len(pts)} points)")
+        raise ValueError(f"{op} x{devices}: an α-β fit needs at least 2 distinct sizes "
+                         f"(got {plural(len(pts), 'point')})")
     if any(t <= 0 or not math.isfinite(t) for _, t in pts):
         raise ValueError(f"{op} x{devices}: times must be finite and > 0")
     best = AlphaBeta(op, devices, *_line(pts, nonnegative=True), points=len(pts))

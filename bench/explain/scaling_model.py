@@ -15,7 +15,7 @@ import statistics
 from dataclasses import dataclass
 
 from bench.explain.plausibility import MIN_TRIALS, provisional, superlinear
-from bench.records.units import ms
+from bench.records.units import ms, plural
 from mgpu_core.bandwidth import bus_factor
 
 # The verdicts' thresholds, one place (the README's table quotes them).
@@ -183,12 +183,13 @@ def _verdict(e: Evidence) -> str:
     if e.efficiency >= NEAR_IDEAL_EFFICIENCY:
         return f"compute-bound: near ideal (efficiency {e.efficiency:.0%})"
     if e.mode == "dp":
-        return f"host/launch-bound: one process drives {e.devices} GPUs (replicate, scatter, gather every step)"
+        return (f"host/launch-bound: one process drives {plural(e.devices, 'GPU')} (replicate, scatter, gather every "
+                "step)")
     band = e.band
     if band and e.base_step_s and band.compute_s > HOST_BOUND_SLOWDOWN * e.base_step_s:
         where = "the ranks share the CPU cores" if e.device_type == "cpu" else "the ranks share the host"
         return (f"host-bound: compute alone {band.compute_s / e.base_step_s:.1f}x slower per step at "
-                f"{e.devices} ranks ({where})")
+                f"{plural(e.devices, 'rank')} ({where})")
     if band and e.residual is not None and abs(e.residual) > UNEXPLAINED_RESIDUAL:
         side = "slower" if e.residual < 0 else "faster"
         return f"unexplained: {abs(e.residual):.0%} {side} than the model's band"

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bench.records.results import ResultsError
+from bench.records.units import plural
 
 PER_EPOCH = ("epoch_times_s", "samples_per_s", "samples_per_s_per_device", "val_accs")
 """The per-epoch lists of an ok record: one number per timed epoch each."""
@@ -59,8 +60,10 @@ def pool(files: list[tuple[Path, list[dict]]], warn: Callable[[str], None] = pri
                 renamed += 1
             pooled.append(record)
     studies = {r["study"] for r in pooled}
-    warn(f"notice: pooled {len(pooled)} records from {len(files)} files"
-         + (f" ({renamed} configuration-trials run again in another file count as further trials)" if renamed else "")
-         + (f"; {duplicates} duplicate records counted once" if duplicates else "")
-         + (f"; {len(studies)} studies among them (the table shows one)" if len(studies) > 1 else ""))
+    warn(f"notice: pooled {plural(len(pooled), 'record')} from {plural(len(files), 'file')}"
+         + (f" ({plural(renamed, 'configuration-trial')} run again in another file count as further trials)"
+            if renamed else "")
+         + (f"; {plural(duplicates, 'duplicate record')} counted once" if duplicates else "")
+         + (f"; {plural(len(studies), 'study', 'studies')} among them (the table shows one)"
+            if len(studies) > 1 else ""))
     return pooled

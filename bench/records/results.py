@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 
 from bench.records.accuracy import time_to_accuracy
-from bench.records.study import STUDY_INVARIANT_EXCLUDED, VARIANT_FIELDS, study_batch
+from bench.records.study import VARIANT_FIELDS, study_settings
 from bench.records.units import TERA
 from mgpu_core.config import DEFAULTS, VARIANT_LABELS, TrainConfig
 from mgpu_core.recipe import global_batch
@@ -36,11 +36,7 @@ def study_id(cfg: TrainConfig, devices: int, scaling: str, device_type: str) -> 
     """Same for every configuration of one study: the settings a sweep holds fixed (not mode, device count, trial
     seed, nor where data live), so results from several runs or nodes of one study are pooled, and others kept
     apart. The batch held fixed is per device under weak scaling and global under strong scaling."""
-    fixed = cfg.to_dict()
-    fixed["batch_size"] = study_batch(cfg.batch_size, devices, scaling)
-    for varying in STUDY_INVARIANT_EXCLUDED:
-        fixed.pop(varying)
-    return _digest([fixed, scaling, device_type])
+    return _digest([study_settings(cfg.to_dict(), devices, scaling), scaling, device_type])  # study_identity's parts
 
 
 def config_key(cfg: TrainConfig, devices: int, trial: int, scaling: str, device_type: str) -> str:

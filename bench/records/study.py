@@ -43,3 +43,16 @@ def study_batch(batch_per_device: int, devices: int, scaling: str) -> int:
     """The batch a study holds fixed, from one configuration's batch per device: itself under weak scaling, the
     global batch of one micro-batch under strong scaling (accumulation is a variant, not the study's)."""
     return global_batch(batch_per_device, devices) if scaling == "strong" else batch_per_device
+
+
+def study_settings(train_config: dict, devices: int, scaling: str) -> dict:
+    """The training settings a study holds fixed, from one configuration's train_config (TrainConfig.to_dict()) on
+    `devices`: its fixed settings, with batch_size the batch the study holds (study_batch)."""
+    return fixed_settings(train_config) | {"batch_size": study_batch(train_config["batch_size"], devices, scaling)}
+
+
+def study_identity(train_config: dict, devices: int, scaling: str, device_type: str) -> dict:
+    """Everything that makes a study, by name: its settings (study_settings), the scaling kind and the device type.
+    Two configurations belong to one study exactly when these are equal (bench.records.results.study_id digests
+    them)."""
+    return {**study_settings(train_config, devices, scaling), "scaling": scaling, "device_type": device_type}

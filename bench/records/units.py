@@ -56,3 +56,9 @@ def percent(fraction: float) -> float:
 def fraction(percentage: float) -> float:
     """A percentage (25.0) as a fraction (0.25)."""
     return percentage / 100
+
+
+def plural(count: int, noun: str, plural_noun: str | None = None) -> str:
+    """A count with its noun, for every count a message shows: '1 configuration', '0 configurations',
+    '2 configurations'. `plural_noun` for a plural that is not noun + 's' ('study', 'studies')."""
+    return f"{count} {noun if count == 1 else plural_noun or noun + 's'}"

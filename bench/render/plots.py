@@ -12,7 +12,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402 - the backend must be chosen first
 
 from bench.explain.goal import pct  # noqa: E402
-from bench.records.units import gb_per_s, mib, percent  # noqa: E402
+from bench.records.units import gb_per_s, mib, percent, plural  # noqa: E402
 from bench.render.summary import Row, StudySummary  # noqa: E402
 from mgpu_core.names import MODES  # noqa: E402
 
@@ -56,7 +56,7 @@ def _mark_missing(ax, study: StudySummary) -> None:
             ax.annotate(f"{r.label} {r.status}", (r.devices, 0), textcoords="offset points",
                         xytext=(4 + 11 * slot, 6), fontsize=8, color=COLORS[r.mode], rotation=90)
         elif r.status == "partial" and r.samples_per_s:
-            ax.annotate(f"{r.trials_ok}/{r.trials} trials", (r.devices, 0), textcoords="offset points",
+            ax.annotate(f"{r.trials_ok}/{plural(r.trials, 'trial')}", (r.devices, 0), textcoords="offset points",
                         xytext=(4, 6), fontsize=7, color=COLORS[r.mode], rotation=90)
 
 

@@ -11,7 +11,8 @@ from bench.explain.bottleneck import BandPoint, Explanation, evidence_of, explai
 from bench.explain.goal import Goal, pct
 from bench.explain.plausibility import combined_noise, relative_noise
 from bench.records.accuracy import time_to_accuracy
-from bench.records.units import gib, mib
+from bench.records.study import device_batch, study_batch
+from bench.records.units import gib, mib, plural
 from bench.render import trust
 from mgpu_core.names import MODES
 
@@ -78,6 +79,8 @@ class StudySummary:
     device_name: str
     dataset: str
     batch_per_device: int
+    """The batch per device of the record the settings were read from (under strong scaling it depends on that
+    record's device count: see `batch`)."""
     scaling: str
     precision: str
     recipe: str
@@ -100,6 +103,9 @@ class StudySummary:
     notices: list[str] = field(default_factory=list)
     """What the reader must know before trusting the table (bench.render.trust): noisy rows, baseline drift,
     suspect rows, refused predictions, the sweep's order."""
+    batch: int = 0
+    """The batch the study holds fixed (bench.records.study.study_batch): per device under weak scaling, the global
+    batch (of one micro-batch) under strong scaling."""
 
     @property
     def accuracy_claimed(self) -> bool:
@@ -114,9 +120,19 @@ class StudySummary:
             model += f" ({self.parameters / 1e6:.2f}M parameters, {mib(self.gradient_bytes):.1f} MiB gradients)"
         workers = (", DataLoader workers restarted inside each timed epoch"
                    if self.pipeline == "dataloader" and not self.persistent_workers else "")
-        return (f"{model} on {self.dataset}{subset}, {self.device_name} ({self.device_type}), batch "
-                f"{self.batch_per_device} per device, {self.scaling} scaling, {self.precision}, {self.pipeline} "
-                f"pipeline{workers}, {self.recipe} recipe (lr scaling {self.lr_scaling}), {self.epochs} epoch(s)")
+        return (f"{model} on {self.dataset}{subset}, {self.device_name} ({self.device_type}), {self.batch_words}, "
+                f"{self.scaling} scaling, {self.precision}, {self.pipeline} pipeline{workers}, {self.recipe} recipe "
+                f"(lr scaling {self.lr_scaling}), {plural(self.epochs, 'epoch')}")
+
+    @property
+    def batch_words(self) -> str:
+        """The batch the study holds fixed, in words: 'batch 64 per device' (weak scaling), or 'global batch 128,
+        split over the devices (64 per device at 2)' (strong scaling; the split at each measured count above 1)."""
+        if self.scaling != "strong":
+            return f"batch {self.batch} per device"
+        splits = [f"{device_batch(self.batch, n, self.scaling)} per device at {n}"
+                  for n in sorted({r.devices for r in self.rows if r.devices > 1})]
+        return f"global batch {self.batch}, split over the devices" + (f" ({', '.join(splits)})" if splits else "")
 
     @property
     def baseline(self) -> Row | None:
@@ -133,7 +149,7 @@ def select_study(records: list[dict], warn: Callable[[str], None] = print, study
         study = max(records, key=lambda r: r["provenance"].get("timestamp") or "")["study"]
     others = {r["study"] for r in records} - {study}
     if others:
-        warn(f"notice: {len(others)} other stud{'y' if len(others) == 1 else 'ies'} in these results "
+        warn(f"notice: {plural(len(others), 'other study', 'other studies')} in these results "
              f"({', '.join(sorted(others))}) left out; showing study {study}")
     return [r for r in records if r["study"] == study]
 
@@ -212,13 +228,14 @@ def summarize(records: list[dict], goal: Goal, comm_records: list[dict] = ()) ->
                   train_samples=cfg.get("train_samples"), pipeline=cfg.get("pipeline", "?"),
                   persistent_workers=cfg.get("persistent_workers", False), model=sample.get("model", "simplecnn"),
                   parameters=sample.get("parameters"), gradient_bytes=sample.get("gradient_bytes"),
-                  peak_tflops=sample.get("peak_tflops"))
+                  peak_tflops=sample.get("peak_tflops"),
+                  batch=study_batch(sample.get("batch_per_device", 0), sample.get("devices", 1),
+                                    sample.get("scaling", "weak")))
     _judge(study)
     trust.annotate(study, records)
     weak = study.scaling != "strong"
-    batch = study.batch_per_device if weak else sample.get("global_batch", 0)
-    study.bands = explain(rows, study.baseline, list(comm_records), study.device_type, study.precision, batch, weak,
-                          study.model)
+    study.bands = explain(rows, study.baseline, list(comm_records), study.device_type, study.precision, study.batch,
+                          weak, study.model)
     topologies = {json_key({k: v for k, v in r["provenance"]["topology"].items() if k != "threads_per_rank"})
                   for r in records if r["provenance"].get("topology")}
     if len(topologies) > 1:

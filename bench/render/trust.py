@@ -6,6 +6,7 @@ configurations ran. The rules and thresholds are bench.explain.plausibility's; t
 from __future__ import annotations
 
 from bench.explain.plausibility import NOISY_CPU_SHARE, SUPERLINEAR_FLAG, drift, noisy, superlinear
+from bench.records.units import plural
 
 
 def _row_key(record: dict) -> tuple[str, str, int]:
@@ -29,8 +30,8 @@ def oversubscribed(record: dict) -> str | None:
     if per_node <= cores:
         return None
     ranks = len(threads) // nodes
-    return (f"oversubscribed: {ranks} rank{'s' if ranks != 1 else ''} x {max(threads)} threads on {cores} "
-            "cores")
+    return (f"oversubscribed: {plural(ranks, 'rank')} x {plural(max(threads), 'thread')} on "
+            f"{plural(cores, 'core')}")
 
 
 def _worst_interference(ok: list[dict]) -> dict | None:
@@ -77,17 +78,17 @@ def conclude(study, records: list[dict] = ()) -> None:
                   and (i := r.get("interference")) and _row_key(r) in {(x.mode, x.variant, x.devices)
                                                                        for x in noisy_rows}]
         most = f" up to {max(shares):.0%} of the CPU" if shares and max(shares) > NOISY_CPU_SHARE else ""
-        notices.append(f"noisy: {len(noisy_rows)} of {len(measured)} rows measured while other processes ran"
+        notices.append(f"noisy: {len(noisy_rows)} of {plural(len(measured), 'row')} measured while other processes ran"
                        f"{' (using' + most + ')' if most else ''}; their numbers are not the machine's")
     for word in ("oversubscribed", SUPERLINEAR_FLAG):
         hit = [r for r in measured if any(f.startswith(word) for f in r.flags)]
         if hit:
-            notices.append(f"{word}: {len(hit)} of {len(measured)} rows (" + ", ".join(
+            notices.append(f"{word}: {len(hit)} of {plural(len(measured), 'row')} (" + ", ".join(
                 f"{r.label} x{r.devices}" for r in hit) + ")")
     refused = [r for r in measured if r.explanation.refused]
     if refused:
-        notices.append(f"refused predictions: {len(refused)} rows' predicted band lies above the ideal speedup "
-                       f"({refused[0].explanation.refused.removeprefix('refused: ')})")
+        notices.append(f"refused predictions: {plural(len(refused), 'row')} whose predicted band lies above the "
+                       f"ideal speedup ({refused[0].explanation.refused.removeprefix('refused: ')})")
     base = _baseline_records(study, records)
     if len(base) >= 2:
         moved = drift([v for r in base[:-1] for v in r["samples_per_s"]], base[-1]["samples_per_s"])

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import psutil
 
+from bench.records.units import plural
 from mgpu_core.config import ConfigError
 
 
@@ -118,9 +119,9 @@ def span_skip(devices: int, per_node: int, nnodes: int) -> str | None:
     """Why `devices` cannot run on these nodes, or None."""
     needed = nodes_needed(devices, per_node)
     if needed > nnodes:
-        return f"{devices} devices need {needed} nodes of {per_node}; {nnodes} taking part"
+        return f"{plural(devices, 'device')} need {plural(needed, 'node')} of {per_node}; {nnodes} taking part"
     if needed > 1 and devices % per_node:
-        return f"{devices} devices do not fill whole nodes of {per_node}"
+        return f"{plural(devices, 'device')} do not fill whole nodes of {per_node}"
     return None
 
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from bench.records.results import config_key, study_id, variant_label
 from bench.records.study import Scaling, device_batch
+from bench.records.units import plural
 from bench.run.axes import Axes
 from bench.run.nodes import nodes_needed, span_skip
 from mgpu_core.config import ConfigError, TrainConfig
@@ -139,9 +140,9 @@ def make_cell(given: PlanInput, mode: str, devices: int, trial: int, variant: Va
 def _one_node(n: int, visible_gpus: int, cores: int) -> str | None:
     """Why n devices do not fit on this node, or None."""
     if visible_gpus and n > visible_gpus:
-        return f"{n} GPUs requested, {visible_gpus} visible"
+        return f"{plural(n, 'GPU')} requested, {visible_gpus} visible"
     if not visible_gpus and n > cores:
-        return f"{n} CPU processes requested, {cores} cores usable"
+        return f"{plural(n, 'CPU process', 'CPU processes')} requested, {plural(cores, 'core')} usable"
     return None
 
 
@@ -155,7 +156,7 @@ def _skip_reason(mode: str, n: int, given: PlanInput, variant: dict, too_many: s
     if too_many:
         return too_many
     if given.scaling == "strong" and given.base.batch_size % n:
-        return f"global batch {given.base.batch_size} does not split evenly over {n} devices"
+        return f"global batch {given.base.batch_size} does not split evenly over {plural(n, 'device')}"
     return _too_few_samples(n, given, variant)
 
 
@@ -168,5 +169,5 @@ def _too_few_samples(n: int, given: PlanInput, variant: dict) -> str | None:
     step = global_batch(batch, n, accum)
     if samples is None or samples >= step:
         return None
-    return (f"--train-samples {samples} holds no whole step of {step} samples (batch {batch} x {n} devices x "
+    return (f"--train-samples {samples} holds no whole step of {step} samples (batch {batch} x {plural(n, 'device')} x "
             f"accumulation {accum}); raise --train-samples or lower --batch-size")

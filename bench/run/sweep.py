@@ -16,7 +16,7 @@ from bench.explain.plausibility import noisy
 from bench.records.comm import read_comm
 from bench.records.files import COMM_FILE, RESULTS_FILE
 from bench.records.results import append_record, make_record, read_records
-from bench.records.units import gb_per_s, ms
+from bench.records.units import gb_per_s, ms, plural
 from bench.run.handoff import Relay, run_child
 from bench.run.interference import InterferenceSampler
 from bench.run.launch import Outcome, child_command
@@ -186,7 +186,7 @@ class Sweep:
             schedule.publish(self.spanning_launches(actions))
         spanned = launched = ok = 0
         todo = sum(kind == "train" for kind, _ in actions)
-        print(f"{len(cells)} configurations: {todo} to run, {len(cells) - todo} skipped or done; "
+        print(f"{plural(len(cells), 'configuration')}: {todo} to run, {len(cells) - todo} skipped or done; "
               f"results in {self.results}")
         with tqdm(total=todo * self.base.epochs, unit="epoch", dynamic_ncols=True) as bar:
             for kind, cell in actions:
@@ -224,8 +224,8 @@ class Sweep:
         if unknown:
             raise NodeScheduleError(f"node 0 runs {unknown[0]}, which this node's plan lacks: run the same command, "
                                     "with the same flags, on every node")
-        print(f"node {self.nodes.node_rank}: following node 0 through {len(launches)} launches that span nodes "
-              "(node 0 records them)", flush=True)
+        print(f"node {self.nodes.node_rank}: following node 0 through "
+              f"{plural(len(launches), 'launch', 'launches')} spanning nodes (node 0 records them)", flush=True)
         for n, launch in enumerate(launches):
             schedule.wait_go(n, launch)  # also before launches without this node: the next bound counts from here
             kind, cell = mine[launch.name]

@@ -92,3 +92,21 @@ def test_out_of_memory_by_hand_is_one_line_naming_batch_and_image_size(tmp_path)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
     assert proc.stderr.strip().splitlines()[-1].startswith("python -m mgpu_core: error: out of memory at batch 32 "
                                                            "per device and image size 32: lower --batch-size")
+
+
+@pytest.mark.slow
+def test_resume_with_other_study_settings_is_refused_in_one_line_and_touches_nothing(tmp_path):
+    args = ["--gpus", "1", "--modes", "single", *TINY, "--no-closing-baseline"]
+    first = sweep(tmp_path, *args)
+    assert first.returncode == 0, first.stderr[-2000:]
+    results = tmp_path / "results.jsonl"
+    before = {p.name: p.read_bytes() for p in (results, tmp_path / "summary.md")}
+    refused = sweep(tmp_path, *args, "--epochs", "2", "--resume")
+    assert refused.returncode == 2, refused.stderr[-2000:]
+    assert refused.stderr.splitlines() == [
+        f"python -m bench.scaling: error: --resume: {results} holds a study with epochs=1; this run asks epochs=2 "
+        "(use another --out, or drop --resume to start a new study)"]
+    assert {p.name: p.read_bytes() for p in (results, tmp_path / "summary.md")} == before
+    again = sweep(tmp_path, *args, "--resume")  # the same study goes on (here: nothing left to run)
+    assert again.returncode == 0 and "single x1 cpu trial 0: done already (--resume)" in again.stdout
+    assert len(read_records(results)) == 1

@@ -33,6 +33,13 @@ def test_plan_skips_with_reasons_and_single_only_at_one():
     assert explicit_cpu[0].skip.startswith("dp needs CUDA")  # planned and recorded as skipped, not a crash
 
 
+def test_messages_count_in_the_singular_for_one():
+    one_core = plan(PlanInput(TrainConfig(), "cpu", (1, 2), ("ddp",), visible_gpus=0, cores=1))
+    assert one_core[1].skip == "2 CPU processes requested, 1 core usable"
+    study = summarize([record("single", 1, [1.0], epochs=1)], Goal())
+    assert study.title.endswith(", 1 epoch") and "epoch(s)" not in study.title
+
+
 def test_a_cell_holds_what_every_later_step_uses_computed_once():
     base = TrainConfig(batch_size=128, seed=5)
     given = PlanInput(base, "cuda", (1, 2), ("single", "ddp"), trials=2, scaling="strong", visible_gpus=2, cores=8,
@@ -209,6 +216,22 @@ def test_variants_are_their_own_series_and_compute_per_device_is_shown():
     assert "SimpleCNN (2.12M parameters, 8.1 MiB gradients)" in study.title
 
 
+def test_a_strong_scaling_header_states_the_global_batch_whichever_record_is_newest():
+    cells = [c for c in plan(PlanInput(TrainConfig(batch_size=128), "cuda", (1, 2, 4), ("single", "ddp"),
+                                       scaling="strong", visible_gpus=4, cores=8)) if c.skip is None]
+    records = [make_record(cfg=c.config, devices=c.devices, trial=0, scaling="strong", device_type="cuda",
+                           status="ok", provenance={"host": "h"}, target_val_acc=0.78,
+                           result=fake_result([10.0 / c.devices], 0.8, devices=c.devices, cfg=c.config))
+               for c in cells]
+    assert [r["batch_per_device"] for r in records] == [128, 128, 64, 32]
+    expected = "global batch 128, split over the devices (64 per device at 2, 32 per device at 4), strong scaling"
+    for ordered in (records, records[::-1]):  # the settings are read from the last successful record
+        study = summarize(ordered, Goal())
+        assert expected in study.title and "batch 128 per device" not in study.title
+    assert "batch 128 per device, weak scaling" in summarize([record("single", 1, [1.0], batch_size=128)],
+                                                             Goal()).title
+
+
 def test_no_accuracy_target_is_claimed_for_a_model_the_recipe_was_not_tuned_for():
     records = [record("single", 1, [10.0], acc=0.3, model="resnet18"), record("ddp", 2, [5.0], acc=0.3,
                                                                               model="resnet18")]
@@ -252,7 +275,7 @@ def test_a_cell_whose_samples_hold_no_whole_step_is_skipped_with_the_reason():
                            cores=8, axes=Axes(grad_accum=(1, 3))))
     skipped = {(c.label, c.skip.split(";")[0]) for c in cells if c.skip}
     assert skipped == {("ddp accum 3 x1", "--train-samples 300 holds no whole step of 384 samples (batch 128 x 1 "
-                        "devices x accumulation 3)"),
+                        "device x accumulation 3)"),
                        ("ddp x4", "--train-samples 300 holds no whole step of 512 samples (batch 128 x 4 devices x "
                         "accumulation 1)"),
                        ("ddp accum 3 x2", "--train-samples 300 holds no whole step of 768 samples (batch 128 x 2 "

@@ -80,7 +80,7 @@ def test_a_gate_that_cannot_judge_never_passes(tmp_path, capsys):
     one_again = _side(tmp_path / "one2", record("single", 1, [10.0], timestamp="t"))
     assert compare_main([str(one), str(one_again), *gate]) == EXIT_CANNOT_JUDGE
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("gate: cannot judge: 1 of 1 pairs have unknown noise")
+    assert len(err) == 1 and err[0].startswith("gate: cannot judge: unknown noise in 1 of 1 pair (")
     assert compare_main([str(one), str(one_again), "--out", str(tmp_path / "out")]) == 0  # no gate: a report
     failed = _side(tmp_path / "failed", record("single", 1, status="failed", error="boom", timestamp="t"))
     assert compare_main([str(one), str(failed), *gate]) == EXIT_CANNOT_JUDGE

@@ -10,7 +10,7 @@ from helpers import record
 from bench.records.comm import COMM_SCHEMA_VERSION, comm_record, read_comm
 from bench.records.results import SCHEMA_VERSION, ResultsError, append_record, read_records, study_id
 from bench.records.study import STUDY_INVARIANT_EXCLUDED, VARIANT_FIELDS, device_batch, fixed_settings, study_batch
-from bench.records.units import gb_per_s, gib, mib, ms, percent
+from bench.records.units import gb_per_s, gib, mib, ms, percent, plural
 from bench.run.axes import Axes
 from mgpu_core.config import TrainConfig
 from mgpu_core.recipe import global_batch
@@ -79,6 +79,14 @@ def test_global_batch_is_one_formula_and_the_study_batch_inverts_the_split():
 def test_units_convert_one_way_each():
     assert ms(0.0125) == pytest.approx(12.5) and mib(3 * 2**20) == 3 and gib(2**31) == 2
     assert gb_per_s(2.5e9) == 2.5 and percent(0.25) == 25
+
+
+def test_a_count_reads_with_its_noun_in_the_singular_only_for_one():
+    assert [plural(n, "configuration") for n in (0, 1, 2)] == ["0 configurations", "1 configuration",
+                                                                "2 configurations"]
+    assert plural(1, "other study", "other studies") == "1 other study"
+    assert plural(3, "other study", "other studies") == "3 other studies"
+    assert plural(1, "CPU process", "CPU processes") == "1 CPU process"
 
 
 def test_an_axis_declared_once_in_the_field_metadata_reaches_flags_plan_label_and_record():

@@ -65,7 +65,7 @@ def test_rules_and_thresholds():
     assert noisy({"other_cpu_share": NOISY_CPU_SHARE + 0.01}).startswith("noisy: other processes used")
     assert noisy({"other_cpu_share": NOISY_CPU_SHARE}) is None and noisy(None) is None
     assert noisy({"other_cpu_share": 0.0, "gpu": {"other_processes": [4242], "throttle_reasons": ["sw_power_cap"]}}) \
-        == "noisy: 1 other process(es) on the GPUs"
+        == "noisy: 1 other process on the GPUs"
     assert "hw_thermal_slowdown" in noisy({"gpu": {"throttle_reasons": ["hw_thermal_slowdown", "gpu_idle"]}})
 
 
@@ -81,7 +81,8 @@ def test_a_band_above_the_ideal_is_refused_as_a_prediction():
     assert row.explanation.refused.startswith("refused: predicted up to 6.")
     assert "| refused: predicted up to 6." in markdown_table(study)
     assert [p.refused is not None for p in study.bands["ddp"]] == [False, True, True]  # x1 is the baseline itself
-    assert any(n.startswith("refused predictions: 1 rows") for n in study.notices)
+    assert any(n.startswith("refused predictions: 1 row whose predicted band lies above the ideal speedup")
+               for n in study.notices)
 
 
 def test_noisy_rows_are_flagged_counted_and_never_near_ideal():
