@@ -24,14 +24,14 @@ from bench.explain.goal import Goal
 from bench.explain.noise import CANNOT_JUDGE, judge
 from bench.records.files import REPORT_FILE, RESULTS_FILE
 from bench.records.results import ResultsError, read_records
-from bench.records.study import fixed_settings
+from bench.records.study import study_settings as study_settings_of
 from bench.records.units import fraction, percent, plural
 from bench.render.html import markdown_table_to_html, paragraphs, write_html
 from bench.render.plots import render_compare
 from bench.render.summary import Row, StudySummary, select_study, summarize
 from mgpu_core.cli_args import OneLineErrorParser, add_config_arguments, config_from_args
 
-REFUSED = ("dataset", "batch_per_device", "precision", "scaling", "image_size", "train_samples", "epochs")
+REFUSED = ("dataset", "batch", "precision", "scaling", "image_size", "train_samples", "epochs")
 """Study settings that make a comparison meaningless when they differ (unless --force)."""
 SHOWN = ("torch", "torchvision", "cuda", "nccl", "driver", "host", "git_commit", "device_names", "cpu_model",
          "omp_num_threads", "torch_threads", "rank_threads", "flush_denormal")
@@ -76,12 +76,14 @@ def load_side(path: Path, goal: Goal, warn) -> Side:
 
 
 def study_settings(side: Side) -> dict:
-    """The settings the records of a side share (from its newest successful record)."""
+    """The settings the records of a side share (from its newest successful record); `batch` is the batch the study
+    holds (bench.records.study.study_batch: per device under weak scaling, the global batch under strong), the same
+    whichever configuration's record is the newest."""
     ok = [r for r in side.records if r["status"] == "ok"] or side.records
     sample = ok[-1]
-    settings = fixed_settings(sample["train_config"])
+    settings = study_settings_of(sample["train_config"], sample["devices"], sample["scaling"])
     settings |= {"dataset": (sample.get("dataset") or {}).get("name", settings.get("dataset")),
-                 "batch_per_device": sample["batch_per_device"], "scaling": sample["scaling"]}
+                 "batch": settings.pop("batch_size"), "scaling": sample["scaling"]}
     return settings
 
 
@@ -108,7 +110,7 @@ def compare(base: Side, new: Side, force: bool, min_change: float, alpha: float
     if refused and not force:
         what = "; ".join(f"{k}: {a} vs {b}" for k, (a, b) in refused.items())
         raise CompareError(f"the studies differ in {what}; comparing them is meaningless (--force to compare anyway)")
-    shared = () if force else ("model", "batch_per_device", "precision")
+    shared = () if force else ("model", "batch", "precision")
 
     def key(side: Side, row: Row) -> tuple:
         fixed = study_settings(side)

@@ -162,3 +162,14 @@ def test_an_a_a_pair_of_identical_studies_differs_in_no_setting(tmp_path, capsys
     assert compare_main([str(sides[0]), str(sides[1]), "--out", str(tmp_path / "aa")]) == 0
     out = capsys.readouterr().out
     assert "settings differ" not in out and "0 faster, 0 slower, 4 no change" in out
+
+
+def test_a_strong_scaling_study_is_known_by_its_global_batch_whichever_record_is_newest():
+    from bench.compare import Side, study_settings
+    one, two = record("single", 1, [1.0], batch_size=128), record("ddp", 2, [1.0], batch_size=64)
+    for rec in (one, two):
+        rec["scaling"] = "strong"
+    newest_two, newest_one = (study_settings(Side(Path("x"), recs, None)) for recs in ([one, two], [two, one]))
+    assert newest_two == newest_one and newest_one["batch"] == 128
+    one["scaling"] = two["scaling"] = "weak"  # weak: the batch per device is the study's
+    assert study_settings(Side(Path("x"), [one], None))["batch"] == 128
