@@ -78,6 +78,8 @@ def parse_bandwidth(text: str) -> float:
     if not match:
         raise ValueError(f"bandwidth {text!r}: write it as 370GB/s or 400Gbit/s")
     value = float(match[1]) * _UNITS[match[2].lower()]
+    if value <= 0:  # a zero bandwidth divides every collective's time by zero
+        raise ValueError(f"bandwidth {text!r}: must be above zero")
     return value if match[3] == "B" else value / 8
 
 

@@ -75,6 +75,8 @@ def test_presets_name_their_source_and_rates_parse():
     assert parse_duration("10us") == pytest.approx(1e-5)
     with pytest.raises(ValueError, match="370GB/s"):
         parse_bandwidth("fast")
+    with pytest.raises(ValueError, match="above zero"):
+        parse_bandwidth("0GB/s")
 
 
 PROFILE = ComputeProfile(0.1, 0.08, (0.03, 0.05, 0.08), (4 << 20, 4 << 20, 8 << 20), 0.02)
