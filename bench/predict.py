@@ -14,6 +14,7 @@ validate.jsonl) it carries the model's validated error, else "accuracy unknown".
 
 from __future__ import annotations
 
+import math
 import statistics
 import sys
 from pathlib import Path
@@ -95,9 +96,14 @@ def validated_error(path: Path | None) -> str:
     if path is None:
         return "accuracy unknown (no --validation)"
     cells = [c for c in read_jsonl(path, lambda _: None) if isinstance(c, dict) and c.get("status") == "ok"]
-    if not cells:
+    # A cell without a finite relative error (another file's records, a hand edit) is no validation.
+    errors = [abs(e) for c in cells if isinstance(e := c.get("error"), int | float) and not isinstance(e, bool)
+              and math.isfinite(e)]
+    if not errors:
         raise PredictError(f"{path}: no validated cells (bench.validate's validate.jsonl)")
-    errors = [abs(c["error"]) for c in cells]
+    if len(errors) < len(cells):
+        raise PredictError(f"{path}: {len(cells) - len(errors)} of {len(cells)} cells have no numeric 'error' "
+                           "(not bench.validate's validate.jsonl?)")
     return (f"validated MAPE {statistics.mean(errors):.1%} (largest {max(errors):.1%}) over {len(cells)} cells of "
             f"bench.validate ({path})")
 

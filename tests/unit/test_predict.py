@@ -140,6 +140,18 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, setup, args, text):
     assert exit_.value.code == 2 and len(err) == 1 and text in err[0]
 
 
+@pytest.mark.parametrize("lines", [[{"status": "ok"}], [{"status": "ok", "error": "big"}],
+                                   [{"status": "ok", "error": None, "mode": "ddp"}]])
+def test_a_validation_file_without_numeric_errors_is_one_line(tmp_path, capsys, lines):
+    study = _study(tmp_path)
+    validation = tmp_path / "validate.jsonl"
+    validation.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    with pytest.raises(SystemExit) as exit_:
+        predict.main([str(study), "--devices", "2", "--validation", str(validation)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_.value.code == 2 and len(err) == 1 and "validate.jsonl" in err[0]
+
+
 def test_a_malformed_nccl_tests_file_is_one_line(tmp_path, capsys):
     study = _study(tmp_path)
     bad = tmp_path / "nccl.txt"
