@@ -47,10 +47,10 @@ class Row:
     variant: str = ""
     """The study axis values that set this series apart (e.g. 'sync-bn'); '' for the plain configuration."""
     tflops_per_device: float | None = None
-    """Achieved TFLOP/s per device: FLOPs per training sample x samples/s per device (median over epochs)."""
+    """Achieved TFLOP/s per device: FLOPs per training sample x the row's samples/s per device."""
     mfu: float | None = None
-    """Model FLOPs utilization: achieved FLOP/s per device over the device's peak, a fraction (median over epochs;
-    None where the peak is unknown)."""
+    """Model FLOPs utilization: tflops_per_device over the device's peak, a fraction (None where the peak is
+    unknown)."""
     peak_memory_bytes: int | None = None
     """The largest peak memory of any rank."""
     grad_accum: int = 1
@@ -167,6 +167,20 @@ def _throughput(ok: list[dict]) -> tuple[tuple[float, float, float] | None, list
     return (samples / statistics.median(times), samples / max(times), samples / min(times)), rates
 
 
+def _compute_rate(throughput: tuple[float, float, float] | None, devices: int, ok: list[dict]) -> dict:
+    """tflops_per_device and mfu of a row from its own samples/s per device (samples / median epoch time), so the
+    table's columns agree (TFLOP/s = samples/s/device x flops_per_sample / 10^12, docs/models.md); a median of the
+    per-epoch rates would be another number beside it. Falls back to that median where FLOPs are not recorded."""
+    flops = {r.get("flops_per_sample") for r in ok}
+    peaks = {r.get("peak_tflops") for r in ok}
+    if not throughput or len(flops) != 1 or not (flop := flops.pop()):
+        return {"tflops_per_device": _median([v for r in ok for v in r.get("tflops_per_device", [])]),
+                "mfu": _median([v for r in ok for v in r.get("mfu", []) if v is not None])}
+    tflops = throughput[0] / devices * flop / 1e12
+    peak = peaks.pop() if len(peaks) == 1 else None
+    return {"tflops_per_device": tflops, "mfu": tflops / peak if peak else None}
+
+
 def summarize(records: list[dict], goal: Goal, comm_records: list[dict] = ()) -> StudySummary:
     """The study's rows with speedups, goal verdicts and, with collective measurements, the scaling model's band
     and bottleneck verdicts."""
@@ -191,8 +205,7 @@ def summarize(records: list[dict], goal: Goal, comm_records: list[dict] = ()) ->
             val_acc=_spread([r["val_acc"] for r in ok]),
             time_to_target_s=statistics.median(reached) if reached else None, reached=len(reached),
             note=failures[-1]["error"] if failures else None, explanation=evidence_of(ok), variant=variant,
-            tflops_per_device=_median([v for r in ok for v in r.get("tflops_per_device", [])]),
-            mfu=_median([v for r in ok for v in r.get("mfu", []) if v is not None]),
+            **_compute_rate(throughput, devices, ok),
             peak_memory_bytes=max((m for r in ok for m in r.get("peak_memory_bytes", [])), default=None),
             grad_accum=group[-1]["train_config"].get("grad_accum", 1),
             comm_hook=group[-1]["train_config"].get("ddp_comm_hook", "none"),

@@ -110,6 +110,9 @@ def test_speedup_efficiency_and_verdicts():
     # samples / median epoch time (even count: the mean of the middle two times), not the median of the rates
     assert rows["ddp", 2].samples_per_s[0] == pytest.approx(1000 / 5.5)
     assert rows["ddp", 2].samples_per_s_per_device == pytest.approx(1000 / 5.5 / 2)
+    # TFLOP/s and MFU follow that samples/s/device (one definition), not the median of the per-epoch rates
+    assert rows["ddp", 2].tflops_per_device == pytest.approx(1000 / 5.5 / 2 * 44_464_128.0 / 1e12)
+    assert rows["ddp", 2].mfu == pytest.approx(rows["ddp", 2].tflops_per_device / 989.4)
 
 
 def test_the_table_says_how_many_nodes_a_configuration_spanned():
