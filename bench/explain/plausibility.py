@@ -99,12 +99,16 @@ def noisy(interference: dict | None) -> str | None:
 
 def drift(first: list[float], last: list[float]) -> str | None:
     """'baseline drift: ...' when the baseline measured at the end of a study (`last`, per-epoch throughputs) differs
-    from its first measurement (`first`) by more than SUPERLINEAR_SIGMAS x their combined noise (any change when the
-    noise is unknown is not judged), else None."""
+    from its first measurement (`first`) by more than SUPERLINEAR_SIGMAS x their combined noise, else None; when the
+    noise is unknown (one value on a side) the change is stated and marked 'not judged'."""
     noise = combined_noise(relative_noise(first), relative_noise(last))
-    if not first or not last or noise is None:
+    if not first or not last:
         return None
     change = statistics.median(last) / statistics.median(first) - 1
+    if noise is None:  # said, not judged: silence would read as 'no drift' (a 1-epoch study moved 224% unnoticed)
+        return (f"baseline drift not judged (noise unknown: {min(len(first), len(last))} value(s) per measurement; "
+                f"run more epochs or --trials): the 1-device baseline ran {abs(change):.0%} "
+                f"{'faster' if change > 0 else 'slower'} at the end of the study than at its start")
     if abs(change) <= SUPERLINEAR_SIGMAS * noise:
         return None
     return (f"baseline drift: the 1-device baseline ran {abs(change):.0%} {'faster' if change > 0 else 'slower'} at "
