@@ -17,10 +17,12 @@ from bench.records.results import ResultsError, read_records
 from bench.render.html import markdown_table_to_html, paragraphs, write_html
 from bench.render.plots import render, render_comm
 from bench.render.summary import (
+    PREDICTED_NOTE,
     StudySummary,
     goal_line,
     markdown_summary,
     markdown_table,
+    overlap_lines,
     select_study,
     summarize,
     verdict_lines,
@@ -41,7 +43,8 @@ def write_report(records: list[dict], out: Path, goal: Goal, log: Callable[[str]
     page = write_html(out / REPORT_FILE, summary.title,
                       [("Goal", paragraphs([*summary.notices, goal_line(summary),
                                                  *([summary.topology] if summary.topology else [])])),
-                       ("Results", markdown_table_to_html(markdown_table(summary))),
+                       ("Results", markdown_table_to_html(markdown_table(summary))
+                        + paragraphs([PREDICTED_NOTE, *overlap_lines(summary)])),
                        ("Verdicts", paragraphs(verdict_lines(summary)))],
                       paths, chosen[-1]["provenance"] if chosen else None)
     log(f"\n{summary.title}\n\n" + "".join(f"{line}\n" for line in summary.notices)

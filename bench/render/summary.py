@@ -343,17 +343,21 @@ def overlap_lines(study: StudySummary) -> list[str]:
         if r.explanation.refused]
 
 
+PREDICTED_NOTE = (
+    "predicted: the scaling model's point prediction of the speedup, made before the configuration ran "
+    "(α-β collectives, DDP's buckets replayed against the measured gradient-ready times, contention; "
+    "docs/prediction.md), and its range from no overlap to full overlap of compute and communication; "
+    "residual: the measurement against the point, and whether it lies inside the band; the bottleneck "
+    "verdicts and their thresholds are explained in docs/scaling-model.md and docs/trust.md.")
+"""What the table's predicted and residual columns mean; under the table in summary.md and report.html alike."""
+
+
 def markdown_summary(study: StudySummary, images: list[str]) -> str:
     notes = [f"- {r.label} x{r.devices}: {r.status}: {r.note}" for r in study.rows if r.note]
     parts = [f"# Scaling study\n\n{study.title}.\n", *([study.topology + "\n"] if study.topology else []),
              *[f"**{line}**\n" for line in study.notices],
              goal_line(study) + "\n", markdown_table(study), "",
-             "predicted: the scaling model's point prediction of the speedup, made before the configuration ran "
-             "(α-β collectives, DDP's buckets replayed against the measured gradient-ready times, contention; "
-             "docs/prediction.md), and its range from no overlap to full overlap of compute and communication; "
-             "residual: the measurement against the point, and whether it lies inside the band; the bottleneck "
-             "verdicts and their thresholds are explained in docs/scaling-model.md and docs/trust.md.",
-             *overlap_lines(study), ""]
+             PREDICTED_NOTE, *overlap_lines(study), ""]
     if notes:
         parts += ["Failed and skipped configurations:\n", *notes, ""]
     parts += [f"![{name}]({name})" for name in images]

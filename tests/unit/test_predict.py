@@ -1,5 +1,6 @@
 """bench.predict: presets, the nccl-tests parser, the scaled replay's monotonicity and ideal bound, bad input."""
 
+import html
 import json
 
 import pytest
@@ -170,3 +171,15 @@ def test_ranks_that_share_a_host_compute_slower_and_faster_is_never_taken():
     inputs = {"compute_at": {1: 0.1, 2: 0.15}, "scaling": "weak"}
     assert predict.compute_at(inputs, 8) == 0.15 and predict.compute_at(inputs | {"scaling": "strong"}, 8) == 0.0375
     assert predict.compute_at(inputs, 1) is None
+
+
+def test_report_html_says_what_the_predicted_column_is_relative_to_as_summary_md_does(tmp_path):
+    from bench.render.summary import PREDICTED_NOTE
+    from bench.report import main as report_main
+    study = _study(tmp_path)
+    assert report_main([str(study), "--out", str(tmp_path / "r")]) == 0
+    summary = (tmp_path / "r" / "summary.md").read_text()
+    page = html.unescape((tmp_path / "r" / "report.html").read_text())
+    notes = [PREDICTED_NOTE, *(line.removeprefix("- ") for line in summary.splitlines()
+                               if line.startswith(("The point and its band", "- ddp x")))]
+    assert PREDICTED_NOTE in summary and all(note in page for note in notes)
