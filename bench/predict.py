@@ -72,13 +72,21 @@ def study_inputs(path: Path) -> dict:
         per_count[rec["devices"]] = rec["compute_step_s"]  # the newest compute-only step at each measured count
     ddp = [r for r in records if r["mode"] == "ddp" and r["status"] == "ok"]
     study = summarize(records, Goal(), comm)
-    measured = {r.devices: r.speedup for r in study.rows if r.mode == "ddp" and not r.variant and r.speedup}
+    # Measured ddp rows against the predictions' own reference (one device's compute-only step, 1-rank, same
+    # collective run), not the study's single baseline: one axis, one reference. samples/s x t1 / the single's
+    # global batch is N x t1 / T_N under weak scaling and t1 / T_N under strong, as predict_count's speedup.
+    reference_samples_per_s = single[-1]["global_batch"] / newest["compute_step_1_s"]
+    measured = {r.devices: r.samples_per_s[0] / reference_samples_per_s for r in study.rows
+                if r.mode == "ddp" and not r.variant and r.samples_per_s}
+    measured_epoch = {r.devices: r.epoch_time_s[0] for r in study.rows
+                      if r.mode == "ddp" and not r.variant and r.epoch_time_s}
     return {"base_epoch_s": statistics.median(t for r in single for t in r["epoch_times_s"]),
             "base_steps": statistics.median(s for r in single for s in r["steps_per_epoch"]),
             "profile_1": profile_of(newest).scaled(newest["compute_step_1_s"]),
             "bucket_bytes": (ddp[-1]["train_config"]["ddp_bucket_mb"] if ddp else 25.0) * 2**20,
             "scaling": single[-1]["scaling"], "largest": max(r["devices"] for r in records),
-            "measured": measured, "comm": newest, "title": study.title, "compute_at": per_count}
+            "measured": measured, "measured_epoch": measured_epoch, "comm": newest, "title": study.title,
+            "compute_at": per_count}
 
 
 def compute_at(inputs: dict, devices: int) -> float | None:
@@ -138,11 +146,11 @@ def plot(series: dict[str, list[ScaledRow]], measured: dict[int, float], title: 
     ax.plot(counts, counts, "k--", alpha=0.5, label="ideal")
     if measured:
         ax.plot(sorted(measured), [measured[n] for n in sorted(measured)], "ks", markersize=8,
-                label="measured (this study)")
+                label="measured ddp (this study), against the same 1-device compute-only step")
     ax.set_xscale("log", base=2)
     ax.set_yscale("log", base=2)
     ax.set_xticks(counts, [str(n) for n in counts])
-    ax.set(xlabel="devices", ylabel="epoch-time speedup vs 1 device (x)", title="Predicted speedup")
+    ax.set(xlabel="devices", ylabel="speedup vs 1 device's compute-only step (x)", title="Predicted speedup")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     fig.suptitle(title, fontsize=8, wrap=True)
@@ -214,6 +222,11 @@ def main(argv: list[str] | None = None) -> int:
              f"beyond {EXTRAPOLATION_FACTOR}x the largest measured ({inputs['largest']}) are marked extrapolated. "
              "Speedups are against one device's compute-only step (the collective benchmark's 1-rank step); the "
              f"epoch is the baseline's {inputs['base_steps']:g} steps per epoch, per the batch, x the predicted step."]
+    if inputs["measured"]:
+        notes.append("Measured ddp (this study), against the same reference: " + ", ".join(
+            f"{n} device{'s' if n > 1 else ''}: epoch {inputs['measured_epoch'][n]:.2f} s, {inputs['measured'][n]:.2f}x"
+            for n in sorted(inputs["measured"])) + " (the study's table gives speedups against its measured single "
+            "baseline instead)")
     for name, ic in links.items():
         inter = f"; beyond {args.gpus_per_node} per node: {ic.inter.source}" if args.gpus_per_node else ""
         notes.append(f"{name}: {ic.intra.source}{inter}")

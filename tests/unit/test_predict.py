@@ -183,3 +183,12 @@ def test_report_html_says_what_the_predicted_column_is_relative_to_as_summary_md
     notes = [PREDICTED_NOTE, *(line.removeprefix("- ") for line in summary.splitlines()
                                if line.startswith(("The point and its band", "- ddp x")))]
     assert PREDICTED_NOTE in summary and all(note in page for note in notes)
+
+
+def test_measured_points_share_the_predictions_reference(tmp_path):
+    # single: 1000 samples in 10 s at global batch 128; ddp x2: 1000 samples in 6 s; one device's compute-only step
+    # (1 rank, same collective run) 0.1 s. The predictions' reference trains 128 / 0.1 = 1280 samples/s, so ddp x2 is
+    # (1000 / 6) / 1280 = 0.13x of it - not the 1.67x the study's table gives against its slower single baseline.
+    inputs = predict.study_inputs(_study(tmp_path))
+    assert inputs["measured"][2] == pytest.approx(1000 / 6 / (128 / 0.1))
+    assert inputs["measured_epoch"][2] == pytest.approx(6.0)
