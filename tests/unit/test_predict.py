@@ -192,3 +192,19 @@ def test_measured_points_share_the_predictions_reference(tmp_path):
     inputs = predict.study_inputs(_study(tmp_path))
     assert inputs["measured"][2] == pytest.approx(1000 / 6 / (128 / 0.1))
     assert inputs["measured_epoch"][2] == pytest.approx(6.0)
+
+
+def test_nccl_tests_wrong_results_are_refused_and_an_unchecked_run_is_read():
+    lines = NCCL.splitlines()
+    data = [i for i, line in enumerate(lines) if line.strip() and not line.lstrip().startswith("#")]
+    unchecked = [line.split() for line in lines]
+    for i in data:  # all_reduce_perf -c 0 prints N/A (older) or -1 (newer) in both #wrong columns
+        unchecked[i][-5], unchecked[i][-1] = "N/A", "-1"
+    table = parse_nccl_tests("\n".join(" ".join(t) if i in data else lines[i] for i, t in enumerate(unchecked)))
+    assert table == parse_nccl_tests(NCCL)
+    wrong = list(lines)
+    tokens = wrong[data[-1]].split()
+    tokens[-5] = "17"
+    wrong[data[-1]] = " ".join(tokens)
+    with pytest.raises(ValueError, match=f"line {data[-1] + 1}: nccl-tests counted 17 wrong elements"):
+        parse_nccl_tests("\n".join(wrong))
