@@ -111,7 +111,11 @@ class StudySummary:
         subset = f" ({self.train_samples:,}-sample subset)" if self.train_samples else ""
         model = "SimpleCNN" if self.model == "simplecnn" else self.model
         if self.parameters:
-            model += f" ({self.parameters / 1e6:.2f}M parameters, {mib(self.gradient_bytes):.1f} MiB gradients)"
+            # small models keep their digits: 330 parameters are not '0.00M', 1.3 KiB not '0.0 MiB'
+            params = f"{self.parameters / 1e6:.2f}M" if self.parameters >= 10_000 else f"{self.parameters:,}"
+            grads = (f"{mib(self.gradient_bytes):.1f} MiB" if (self.gradient_bytes or 0) >= 0.1 * 2**20
+                     else f"{(self.gradient_bytes or 0) / 1024:.1f} KiB")
+            model += f" ({params} parameters, {grads} gradients)"
         workers = (", DataLoader workers restarted inside each timed epoch"
                    if self.pipeline == "dataloader" and not self.persistent_workers else "")
         return (f"{model} on {self.dataset}{subset}, {self.device_name} ({self.device_type}), batch "

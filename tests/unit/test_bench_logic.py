@@ -210,6 +210,8 @@ def test_variants_are_their_own_series_and_compute_per_device_is_shown():
     assert "| 1 cuda | single | ok | 10.00 [10.00-10.00] | 100 | 100 | 0.00445 | 0.0% | 1.00x |" in table
     assert "| 2 cuda | ddp sync-bn | ok |" in table and "| 1.00 GiB |" in table
     assert "SimpleCNN (2.12M parameters, 8.1 MiB gradients)" in study.title
+    study.parameters, study.gradient_bytes = 330, 1320  # a tiny user model (conv 3->8, BatchNorm, fc 8->10)
+    assert "(330 parameters, 1.3 KiB gradients)" in study.title
 
 
 def test_no_accuracy_target_is_claimed_for_a_model_the_recipe_was_not_tuned_for():
