@@ -161,7 +161,7 @@ def plot(series: dict[str, list[ScaledRow]], measured: dict[int, float], title: 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = OneLineErrorParser(prog="python -m bench.predict", description=__doc__.splitlines()[0])
+    parser = OneLineErrorParser(prog="python -m bench.predict", description=" ".join(__doc__.split("\n\n")[0].split()))
     parser.add_argument("study", type=Path, help="study folder or results.jsonl")
     parser.add_argument("--devices", default="2,4,8,16,64", help="device counts to predict (default 2,4,8,16,64)")
     parser.add_argument("--interconnect", default=None,

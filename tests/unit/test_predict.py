@@ -208,3 +208,9 @@ def test_nccl_tests_wrong_results_are_refused_and_an_unchecked_run_is_read():
     wrong[data[-1]] = " ".join(tokens)
     with pytest.raises(ValueError, match=f"line {data[-1] + 1}: nccl-tests counted 17 wrong elements"):
         parse_nccl_tests("\n".join(wrong))
+
+
+def test_help_says_the_whole_first_sentence(capsys):
+    with pytest.raises(SystemExit):
+        predict.main(["--help"])
+    assert "interconnects not measured (docs/prediction.md)" in " ".join(capsys.readouterr().out.split())
