@@ -199,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
             except OSError as exc:
                 raise PredictError(f"{args.nccl_tests}: {exc.strerror}") from None
             try:
-                link = link_from_nccl(parse_nccl_tests(text), str(args.nccl_tests))
+                link = link_from_nccl(parse_nccl_tests(text), "its rows")
             except ValueError as exc:
                 raise PredictError(f"{args.nccl_tests}: {exc}") from None
             links[f"nccl-tests {args.nccl_tests.name}"] = Interconnect("nccl-tests", link, link)

@@ -144,7 +144,8 @@ def link_from_fit(fit: AlphaBeta, source: str) -> Link:
     """A link from an all-reduce α-β fit at fit.devices: latency α, busbw factor(n) / β (large messages)."""
     beta = fit.large_beta_s_per_byte or fit.beta_s_per_byte
     if beta <= 0:
-        raise ValueError(f"{source}: the fit has no bandwidth term (β = 0)")
+        raise ValueError(f"{source}: the times do not grow with the message size (the α-β fit's bandwidth term is "
+                         "0): measure sizes where bandwidth matters, up to 1 MiB or more")
     return Link(bus_factor("all_reduce", fit.devices) / beta, max(0.0, fit.alpha_s), source)
 
 

@@ -214,3 +214,14 @@ def test_help_says_the_whole_first_sentence(capsys):
     with pytest.raises(SystemExit):
         predict.main(["--help"])
     assert "interconnects not measured (docs/prediction.md)" in " ".join(capsys.readouterr().out.split())
+
+
+def test_an_nccl_tests_table_of_latency_bound_sizes_only_is_one_line_naming_the_file_once(tmp_path, capsys):
+    study = _study(tmp_path)
+    flat = tmp_path / "flat.txt"  # 8 B to 1 KiB: every time the same 18 us, no bandwidth term to fit
+    flat.write_text(HEADER + "".join(f"{2**k:>12} {2**k // 4:>12} float sum -1 18.00 0.00 0.00 0 18.20 0.00 0.00 0\n"
+                                     for k in range(3, 11)))
+    with pytest.raises(SystemExit) as exit_:
+        predict.main([str(study), "--nccl-tests", str(flat)])
+    err = capsys.readouterr().err.strip()
+    assert exit_.value.code == 2 and err.count(str(flat)) == 1 and "up to 1 MiB or more" in err
