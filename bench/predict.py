@@ -199,9 +199,9 @@ def main(argv: list[str] | None = None) -> int:
             except OSError as exc:
                 raise PredictError(f"{args.nccl_tests}: {exc.strerror}") from None
             try:
-                link = link_from_nccl(parse_nccl_tests(text), "its rows")
-            except ValueError as exc:
-                raise PredictError(f"{args.nccl_tests}: {exc}") from None
+                link = link_from_nccl(parse_nccl_tests(text), str(args.nccl_tests))
+            except ValueError as exc:  # the fit's message may start with the path already
+                raise PredictError(f"{args.nccl_tests}: {str(exc).removeprefix(f'{args.nccl_tests}: ')}") from None
             links[f"nccl-tests {args.nccl_tests.name}"] = Interconnect("nccl-tests", link, link)
         kappa = 1.0
         if not links:  # the study's own collective sweep, at its largest measured count

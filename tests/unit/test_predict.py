@@ -225,3 +225,6 @@ def test_an_nccl_tests_table_of_latency_bound_sizes_only_is_one_line_naming_the_
         predict.main([str(study), "--nccl-tests", str(flat)])
     err = capsys.readouterr().err.strip()
     assert exit_.value.code == 2 and err.count(str(flat)) == 1 and "up to 1 MiB or more" in err
+    (tmp_path / "nccl.txt").write_text(NCCL)
+    assert predict.main([str(study), "--nccl-tests", str(tmp_path / "nccl.txt")]) == 0
+    assert f"nccl-tests nccl.txt: {tmp_path / 'nccl.txt'}" in capsys.readouterr().out  # the link names its file
