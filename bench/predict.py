@@ -75,14 +75,17 @@ def study_inputs(path: Path) -> dict:
     # Measured ddp rows against the predictions' own reference (one device's compute-only step, 1-rank, same
     # collective run), not the study's single baseline: one axis, one reference. samples/s x t1 / the single's
     # global batch is N x t1 / T_N under weak scaling and t1 / T_N under strong, as predict_count's speedup.
-    reference_samples_per_s = single[-1]["global_batch"] / newest["compute_step_1_s"]
+    # The 1-rank step ran at the collective run's per-rank batch; one device of the study trains the single's
+    # global batch per step (the same under weak scaling, N x the share under strong scaling).
+    batch_1 = newest.get("batch_per_device") or single[-1]["global_batch"]
+    reference_samples_per_s = batch_1 / newest["compute_step_1_s"]
     measured = {r.devices: r.samples_per_s[0] / reference_samples_per_s for r in study.rows
                 if r.mode == "ddp" and not r.variant and r.samples_per_s}
     measured_epoch = {r.devices: r.epoch_time_s[0] for r in study.rows
                       if r.mode == "ddp" and not r.variant and r.epoch_time_s}
     return {"base_epoch_s": statistics.median(t for r in single for t in r["epoch_times_s"]),
             "base_steps": statistics.median(s for r in single for s in r["steps_per_epoch"]),
-            "profile_1": profile_of(newest).scaled(newest["compute_step_1_s"]),
+            "profile_1": profile_of(newest).scaled(newest["compute_step_1_s"] * single[-1]["global_batch"] / batch_1),
             "bucket_bytes": (ddp[-1]["train_config"]["ddp_bucket_mb"] if ddp else 25.0) * 2**20,
             "scaling": single[-1]["scaling"], "largest": max(r["devices"] for r in records),
             "measured": measured, "measured_epoch": measured_epoch, "comm": newest, "title": study.title,

@@ -228,3 +228,18 @@ def test_an_nccl_tests_table_of_latency_bound_sizes_only_is_one_line_naming_the_
     (tmp_path / "nccl.txt").write_text(NCCL)
     assert predict.main([str(study), "--nccl-tests", str(tmp_path / "nccl.txt")]) == 0
     assert f"nccl-tests nccl.txt: {tmp_path / 'nccl.txt'}" in capsys.readouterr().out  # the link names its file
+
+
+def test_strong_scaling_takes_one_devices_step_at_the_whole_global_batch(tmp_path):
+    # strong scaling, global batch 256: the collective run measured its 1-rank step (0.1 s) at the 2 ranks' share of
+    # 128, so one device takes 0.2 s per 256-sample step; a free link at 2 devices is then near 2x, never 1x
+    single = record("single", 1, [10.0], steps=100, batch_size=256) | {"scaling": "strong"}
+    append_record(tmp_path / "results.jsonl", single)
+    comm = comm_with_profile() | {"kind": "comm", "backend": "gloo", "device_type": "cuda", "precision": "fp32",
+                                  "batch_per_device": 128, "model": "simplecnn", "compute_step_s": 0.1}
+    (tmp_path / "comm.jsonl").write_text(json.dumps(comm) + "\n")
+    inputs = predict.study_inputs(tmp_path)
+    assert inputs["scaling"] == "strong" and inputs["profile_1"].step_s == pytest.approx(0.2)
+    row = predict_count(inputs["profile_1"], 2, Link(1e13, 1e-9, "t"), 25 << 20, "strong", 2, 1.0,
+                        predict.compute_at(inputs, 2))
+    assert row.speedup == pytest.approx(2.0, rel=0.01)
