@@ -82,6 +82,13 @@ def test_a_band_above_the_ideal_is_refused_as_a_prediction():
     assert "| refused: predicted up to 6." in markdown_table(study)
     assert [p.refused is not None for p in study.bands["ddp"]] == [False, True, True]  # x1 is the baseline itself
     assert any(n.startswith("refused predictions: 1 rows") for n in study.notices)
+    # with the sweep's point prediction in the records (as every ddp row with a collective run has), the refused row
+    # still shows no point, no band and no residual (the strong-scaling CPU study showed '5.59x [5.58-6.02x] | -31%')
+    for r in records[2:]:
+        r["prediction"] = {"predicted_speedup": 1.0, "band_speedup": [0.95, 1.05], "predicted_epoch_s": 1.5,
+                           "baseline": "the collective benchmark's 1-rank compute-only step (same run)"}
+    e = next(r for r in summarize(records, Goal(), [comm_record(2, 0.03, 0.001)]).rows if r.mode == "ddp").explanation
+    assert e.refused and (e.point, e.predicted, e.residual, e.point_residual) == (None, None, None, None)
 
 
 def test_noisy_rows_are_flagged_counted_and_never_near_ideal():
