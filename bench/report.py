@@ -30,6 +30,13 @@ from bench.render.summary import (
 from mgpu_core.cli_args import OneLineErrorParser, add_config_arguments, config_from_args
 
 
+def _provenance(record: dict) -> dict:
+    """The newest record's provenance, saying whose it is: its seed is that record's (seed + trial), which for the
+    closing baseline is not the study's --seed."""
+    whose = f"{record['mode']} x{record['devices']} trial {record['trial']} (the newest record; each carries its own)"
+    return {"record": whose, **record["provenance"]}
+
+
 def write_report(records: list[dict], out: Path, goal: Goal, log: Callable[[str], None] = print,
                  study: str | None = None, comm_records: list[dict] = ()) -> StudySummary:
     """Print the table, write <out>/summary.md and the plots, for `study` (default: that of the newest record),
@@ -46,7 +53,7 @@ def write_report(records: list[dict], out: Path, goal: Goal, log: Callable[[str]
                        ("Results", markdown_table_to_html(markdown_table(summary))
                         + paragraphs([PREDICTED_NOTE, *overlap_lines(summary)])),
                        ("Verdicts", paragraphs(verdict_lines(summary)))],
-                      paths, chosen[-1]["provenance"] if chosen else None)
+                      paths, _provenance(chosen[-1]) if chosen else None)
     log(f"\n{summary.title}\n\n" + "".join(f"{line}\n" for line in summary.notices)
         + f"\n{markdown_table(summary)}\n")
     log("wrote " + ", ".join(str(p) for p in [out / SUMMARY_FILE, *paths, page]))
