@@ -232,6 +232,9 @@ def main(argv: list[str] | None = None) -> int:
             "baseline instead)")
     for name, ic in links.items():
         inter = f"; beyond {args.gpus_per_node} per node: {ic.inter.source}" if args.gpus_per_node else ""
+        if args.gpus_per_node and ic not in PRESETS.values():  # one link given: no inter-node figures
+            inter = (f"; beyond {args.gpus_per_node} per node the same link is ASSUMED across nodes (an nccl-tests "
+                     "table, --busbw or the study's own sweep give no inter-node figures; name a preset for those)")
         notes.append(f"{name}: {ic.intra.source}{inter}")
     out = (args.out or (args.study if args.study.is_dir() else args.study.parent)).expanduser()
     try:

@@ -245,3 +245,13 @@ def test_strong_scaling_takes_one_devices_step_at_the_whole_global_batch(tmp_pat
     row = predict_count(inputs["profile_1"], 2, Link(1e13, 1e-9, "t"), 25 << 20, "strong", 2, 1.0,
                         predict.compute_at(inputs, 2))
     assert row.speedup == pytest.approx(2.0, rel=0.01)
+
+
+def test_one_given_link_beyond_gpus_per_node_is_said_to_be_assumed(tmp_path, capsys):
+    study = _study(tmp_path)
+    (tmp_path / "nccl.txt").write_text(NCCL)  # 8 GPUs of one node
+    assert predict.main([str(study), "--nccl-tests", str(tmp_path / "nccl.txt"), "--devices", "8,16",
+                         "--gpus-per-node", "8", "--interconnect", "ib-ndr"]) == 0
+    out = capsys.readouterr().out
+    assert "beyond 8 per node the same link is ASSUMED across nodes" in out
+    assert out.count("ASSUMED") == 1  # a preset has its own inter-node figures (ib-ndr: the same by design)
