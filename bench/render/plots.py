@@ -218,7 +218,8 @@ def render(study: StudySummary, out: Path) -> list[Path]:
         fig, axes = plt.subplots(1, len(panels), figsize=FIGSIZES[name], dpi=DPI, squeeze=False)
         for ax, draw in zip(axes[0], panels, strict=True):
             draw(ax, study)
-        fig.suptitle(textwrap.fill(study.title, width=int(FIGSIZES[name][0] * 14)), fontsize=10)
+        # about 12 characters of 10-point text per inch: at 14 the title ran past both edges of the 7-inch plot
+        fig.suptitle(textwrap.fill(study.title, width=int(FIGSIZES[name][0] * 12)), fontsize=10)
         fig.tight_layout()
         fig.savefig(out / name, dpi=DPI)
         plt.close(fig)

@@ -264,3 +264,16 @@ def test_a_cell_whose_samples_hold_no_whole_step_is_skipped_with_the_reason():
                         "devices x accumulation 3)"),
                        ("ddp accum 3 x4", "--train-samples 300 holds no whole step of 1536 samples (batch 128 x 4 "
                         "devices x accumulation 3)")}
+
+
+def test_plot_titles_stay_inside_the_figure(tmp_path):
+    from matplotlib.image import imread
+
+    from bench.render.plots import render
+    records = [record("single", 1, [10.0]), record("ddp", 2, [5.0])]
+    study = summarize(records, Goal())
+    study.train_samples = 10_000  # the main CPU study's title: '... (10,000-sample subset), AMD EPYC (cpu), ...'
+    for path in render(study, tmp_path):
+        top = imread(path)[:60, :, :3]  # the title band
+        edges = [top[:, :2], top[:, -2:]]
+        assert all(edge.min() > 0.9 for edge in edges), f"{path.name}: the title touches the figure's edge"
