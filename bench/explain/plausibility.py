@@ -106,8 +106,8 @@ def drift(first: list[float], last: list[float]) -> str | None:
         return None
     change = statistics.median(last) / statistics.median(first) - 1
     if noise is None:  # said, not judged: silence would read as 'no drift' (a 1-epoch study moved 224% unnoticed)
-        return (f"baseline drift not judged (noise unknown: {min(len(first), len(last))} value(s) per measurement; "
-                f"run more epochs or --trials): the 1-device baseline ran {abs(change):.0%} "
+        return ("baseline drift not judged (noise unknown: one value on a side; run more epochs or --trials): "
+                f"the 1-device baseline ran {abs(change):.0%} "
                 f"{'faster' if change > 0 else 'slower'} at the end of the study than at its start")
     if abs(change) <= SUPERLINEAR_SIGMAS * noise:
         return None

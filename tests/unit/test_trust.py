@@ -108,7 +108,7 @@ def test_baseline_drift_is_reported_at_the_top():
     assert drift([100, 101, 99], [100, 100.5, 99.5]) is None
     assert drift([100, 101, 99], [80, 81, 79]).startswith("baseline drift: the 1-device baseline ran 20% slower")
     # one epoch a side (the default CPU study): the change is said, never judged, and never silent
-    assert drift([462.0], [1495.0]).startswith("baseline drift not judged (noise unknown: 1 value(s)")
+    assert drift([462.0], [1495.0]).startswith("baseline drift not judged (noise unknown: one value on a side")
     assert "ran 224% faster at the end" in drift([462.0], [1495.0])
     base = _trials("single", 1, [[10.0, 10.1, 9.9], [12.5, 12.6, 12.4]])  # the closing measurement 20% slower
     for i, r in enumerate(base):
