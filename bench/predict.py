@@ -17,6 +17,7 @@ a prediction; with --validation (bench.validate's validate.jsonl) it carries the
 from __future__ import annotations
 
 import json
+import math
 import statistics
 import sys
 from pathlib import Path
@@ -88,12 +89,13 @@ def study_inputs(path: Path) -> dict:
         per_count[rec["devices"]] = rec["compute_step_s"]  # the newest compute-only step at each measured count
     ddp = [r for r in records if r["mode"] == "ddp" and r["status"] == "ok"]
     study = summarize(records, Goal(), comm)
+    batch_1 = newest.get("batch_per_device") or single[-1]["global_batch"]  # the 1-rank step's batch
     base_noise = study.baseline.noise if study.baseline else None
     measured = {r.devices: Measured(r.speedup, next((f for f in r.flags if f.startswith(SUSPECT)), None))
                 for r in study.rows if r.mode == "ddp" and not r.variant and r.speedup}
     return {"base_epoch_s": statistics.median(t for r in single for t in r["epoch_times_s"]),
             "base_steps": statistics.median(s for r in single for s in r["steps_per_epoch"]),
-            "profile_1": profile_of(newest).scaled(newest["compute_step_1_s"]),
+            "profile_1": profile_of(newest).scaled(newest["compute_step_1_s"] * single[-1]["global_batch"] / batch_1),
             "bucket_bytes": (ddp[-1]["train_config"]["ddp_bucket_mb"] if ddp else 25.0) * 2**20,
             "scaling": single[-1]["scaling"], "largest": max(r["devices"] for r in records),
             "measured": measured, "comm": newest, "title": study.title, "compute_at": per_count,
@@ -116,15 +118,20 @@ def validated_error(path: Path | None) -> str:
     if path is None:
         return "accuracy unknown (no --validation)"
     cells = [c for c in read_jsonl(path, lambda _: None) if isinstance(c, dict) and c.get("status") == "ok"]
-    if not cells:
+    # A cell without a finite relative error (another file's records, a hand edit) is no validation.
+    errors = [abs(e) for c in cells if isinstance(e := c.get("error"), int | float) and not isinstance(e, bool)
+              and math.isfinite(e)]
+    if not errors:
         raise PredictError(f"{path}: no validated cells (bench.validate's validate.jsonl)")
-    errors = [abs(c["error"]) for c in cells]
+    if len(errors) < len(cells):
+        raise PredictError(f"{path}: {len(cells) - len(errors)} of {len(cells)} cells have no numeric 'error' "
+                           "(not bench.validate's validate.jsonl?)")
     return (f"validated MAPE {statistics.mean(errors):.1%} (largest {max(errors):.1%}) over "
             f"{plural(len(cells), 'cell')} of bench.validate ({path})")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = OneLineErrorParser(prog="python -m bench.predict", description=__doc__.splitlines()[0])
+    parser = OneLineErrorParser(prog="python -m bench.predict", description=" ".join(__doc__.split("\n\n")[0].split()))
     parser.add_argument("study", type=Path, help="study folder or results.jsonl")
     parser.add_argument("--devices", default="2,4,8,16,64", help="device counts to predict (default 2,4,8,16,64)")
     parser.add_argument("--interconnect", default=None,
@@ -163,8 +170,8 @@ def main(argv: list[str] | None = None) -> int:
                 raise PredictError(f"{args.nccl_tests}: {exc.strerror}") from None
             try:
                 link = link_from_nccl(parse_nccl_tests(text), str(args.nccl_tests))
-            except ValueError as exc:
-                raise PredictError(f"{args.nccl_tests}: {exc}") from None
+            except ValueError as exc:  # the fit's message may start with the path already
+                raise PredictError(f"{args.nccl_tests}: {str(exc).removeprefix(f'{args.nccl_tests}: ')}") from None
             links[f"nccl-tests {args.nccl_tests.name}"] = Interconnect("nccl-tests", link, link)
         kappa = 1.0
         if not links:  # the study's own collective sweep, at its largest measured count
@@ -195,8 +202,15 @@ def main(argv: list[str] | None = None) -> int:
              "baseline's steps (per the batch) x the predicted N-device step. The model's own 1-rank compute-only "
              f"step (same run as its N-rank step) was {t1_s * 1e3:.1f} ms ({t1_s / base_step_s:.2f}x the single "
              f"step{threads}). A band above the ideal is refused."]
+    if inputs["comm"].get("device_type") == "cpu" and any(ic in PRESETS.values() for ic in links.values()):
+        notes.append("This study ran CPU processes on one host: their compute-only step at N ranks includes the "
+                     "ranks' sharing of its cores, which no interconnect changes, so a preset here predicts these "
+                     "CPU processes over that link, not GPUs (a GPU's own 1-device study predicts GPUs).")
     for name, ic in links.items():
         inter = f"; beyond {args.gpus_per_node} per node: {ic.inter.source}" if args.gpus_per_node else ""
+        if args.gpus_per_node and ic not in PRESETS.values():  # one link given: no inter-node figures
+            inter = (f"; beyond {args.gpus_per_node} per node the same link is ASSUMED across nodes (an nccl-tests "
+                     "table, --busbw or the study's own sweep give no inter-node figures; name a preset for those)")
         notes.append(f"{name}: {ic.intra.source}{inter}")
     out = (args.out or (args.study if args.study.is_dir() else args.study.parent)).expanduser()
     try:

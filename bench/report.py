@@ -18,15 +18,24 @@ from bench.render.html import markdown_table_to_html, paragraphs, write_html
 from bench.render.plots import render, render_comm
 from bench.render.prediction import prediction_sections
 from bench.render.summary import (
+    PREDICTED_NOTE,
     StudySummary,
     goal_line,
     markdown_summary,
     markdown_table,
+    overlap_lines,
     select_study,
     summarize,
     verdict_lines,
 )
 from mgpu_core.cli_args import OneLineErrorParser, add_config_arguments, config_from_args
+
+
+def _provenance(record: dict) -> dict:
+    """The newest record's provenance, saying whose it is: its seed is that record's (seed + trial), which for the
+    closing baseline is not the study's --seed."""
+    whose = f"{record['mode']} x{record['devices']} trial {record['trial']} (the newest record; each carries its own)"
+    return {"record": whose, **record["provenance"]}
 
 
 def write_report(records: list[dict], out: Path, goal: Goal, log: Callable[[str], None] = print,
@@ -42,10 +51,11 @@ def write_report(records: list[dict], out: Path, goal: Goal, log: Callable[[str]
     page = write_html(out / REPORT_FILE, summary.title,
                       [("Goal", paragraphs([*summary.notices, goal_line(summary),
                                                  *([summary.topology] if summary.topology else [])])),
-                       ("Results", markdown_table_to_html(markdown_table(summary))),
+                       ("Results", markdown_table_to_html(markdown_table(summary))
+                        + paragraphs([PREDICTED_NOTE, *overlap_lines(summary)])),
                        ("Verdicts", paragraphs(verdict_lines(summary))),
                        *(prediction_sections(out, chosen[0]["study"]) if chosen else [])],
-                      paths, chosen[-1]["provenance"] if chosen else None, study=chosen[0]["study"] if chosen else None)
+                      paths, _provenance(chosen[-1]) if chosen else None, study=chosen[0]["study"] if chosen else None)
     log(f"\n{summary.title}\n\n" + "".join(f"{line}\n" for line in summary.notices)
         + f"\n{markdown_table(summary)}\n")
     log("wrote " + ", ".join(str(p) for p in [out / SUMMARY_FILE, *paths, page]))
@@ -57,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("results", nargs="+", type=Path,
                         help=f"results files, or study folders holding {RESULTS_FILE} (as bench.compare takes)")
     parser.add_argument("--out", type=Path, default=Path("reports"), help="folder for summary.md and the PNGs")
+    parser.add_argument("--study", help="the study id to render, where the files hold several (default: the study "
+                        "of the newest record; the others are named when left out)")
     add_config_arguments(parser.add_argument_group("goal"), Goal)
     args = parser.parse_args(argv)
     goal = config_from_args(Goal, args, parser)
@@ -71,10 +83,13 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(exc))
     if not records:
         parser.error("no complete records in " + ", ".join(map(str, args.results)))
+    if args.study is not None and args.study not in {r["study"] for r in records}:
+        parser.error(f"--study {args.study}: not in these results (they hold "
+                     + ", ".join(sorted({r["study"] for r in records})) + ")")
     out = args.out.expanduser()
     try:
         out.mkdir(parents=True, exist_ok=True)
-        write_report(records, out, goal, comm_records=comm_records)
+        write_report(records, out, goal, study=args.study, comm_records=comm_records)
     except OSError as exc:
         parser.error(f"{exc.filename or out}: {exc.strerror}")
     return 0

@@ -15,7 +15,7 @@ import psutil
 # Torch-free imports only at the top: a mistyped flag gets its one-line error in well under a second.
 from bench.explain.goal import Goal
 from bench.records.comm import read_comm
-from bench.records.files import COMM_FILE, HANDOFF_DIR, LOGS_DIR, RESULTS_FILE
+from bench.records.files import COMM_FILE, HANDOFF_DIR, LOGS_DIR, RESULTS_FILE, SUMMARY_FILE
 from bench.records.results import ResultsError, read_records
 from bench.records.study import study_identity
 from bench.records.units import plural
@@ -121,8 +121,8 @@ def resolve_dataset(train: TrainConfig) -> TrainConfig:
     """Find (or download) the data once, before any configuration starts, without decoding it; children then read
     it locally."""
     from mgpu_core.datasets import locate_dataset
-    if locate_dataset(train).name == "synthetic":
-        return dataclasses.replace(train, dataset="synthetic")
+    if locate_dataset(train).name == "synthetic":  # asked for, or auto without a copy (locate_dataset said so)
+        return dataclasses.replace(train, dataset="synthetic", data_dir=None)
     return dataclasses.replace(train, dataset="cifar10", download=False)
 
 
@@ -193,8 +193,10 @@ def main(argv: list[str] | None = None) -> int:
                                    sweep.modes, sweep.trials, sweep.scaling, axes, visible, usable_cores(),
                                    nodes.nnodes, per_node, sweep.order_seed, sweep.closing_baseline))
             if sweep.resume and nodes.node_rank == 0:  # before anything runs or is written
-                check_resume(runner.results, cells[0].study_id, study_identity(
+                nothing = check_resume(runner.results, cells[0].study_id, study_identity(
                     cells[0].config.to_dict(), cells[0].devices, sweep.scaling, device_type))
+                if nothing:
+                    print(nothing)
             launched, ok = runner.run(cells, sweep.resume)
             if nodes.node_rank == 0:
                 write_report(read_records(runner.results), out, goal, study=cells[0].study_id,
@@ -202,6 +204,11 @@ def main(argv: list[str] | None = None) -> int:
             if launched and not ok:
                 print(f"python -m bench.scaling: error: every configuration failed ({launched}); the causes are in "
                       f"{out / RESULTS_FILE} and {out / LOGS_DIR}/", file=sys.stderr)
+                return 1
+            if nodes.node_rank == 0 and not any(r["status"] == "ok" for r in read_records(runner.results)
+                                                if r["study"] == cells[0].study_id):
+                print("python -m bench.scaling: error: nothing measured: every configuration was skipped (the "
+                      f"reasons are in {out / SUMMARY_FILE})", file=sys.stderr)
                 return 1
     except (DataError, ResultsError, LockedError, ConfigError, ResumeError) as exc:
         print(f"python -m bench.scaling: error: {exc}", file=sys.stderr)

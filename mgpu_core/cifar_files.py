@@ -119,12 +119,19 @@ def read_official(folder: Path) -> ImageArrays:
     return _official(str(folder), lambda name: _unpickle(folder / name, folder / name))
 
 
+def _unreadable(archive: Path, exc: Exception) -> DataError:
+    """One line for an archive tarfile cannot open: its error lists every method it tried, one per line."""
+    lines = [line.strip().removeprefix("- ") for line in str(exc).splitlines() if line.strip()] or [repr(exc)]
+    tried = f"{lines[0].rstrip(':')}: {', '.join(lines[1:])}" if len(lines) > 1 else lines[0]
+    return DataError(f"{archive}: unreadable archive ({tried})")
+
+
 def _is_official_archive(archive: Path) -> bool:
     try:
         with tarfile.open(archive) as tar:
             return any(Path(m.name).parts[-2:] == (OFFICIAL_DIR, "batches.meta") for m in tar.getmembers())
     except (tarfile.TarError, EOFError, OSError) as exc:
-        raise DataError(f"{archive}: unreadable archive ({exc})") from None
+        raise _unreadable(archive, exc) from None
 
 
 def read_official_archive(archive: Path) -> ImageArrays:
@@ -142,7 +149,7 @@ def read_official_archive(archive: Path) -> ImageArrays:
 
             return _official(str(archive), load)
     except (tarfile.TarError, EOFError, OSError) as exc:
-        raise DataError(f"{archive}: unreadable archive ({exc})") from None
+        raise _unreadable(archive, exc) from None
 
 
 def _official(source: str, load) -> ImageArrays:
@@ -226,7 +233,7 @@ def _tar_images(archive: Path) -> Iterator[tuple[str, str, str, bytes]]:
                 if split in ("train", "test"):
                     yield split, cls, f"{archive}:{member.name}", tar.extractfile(member).read()
     except (tarfile.TarError, EOFError, OSError) as exc:
-        raise DataError(f"{archive}: unreadable archive ({exc})") from None
+        raise _unreadable(archive, exc) from None
 
 
 def _read_image_tree(items: Iterator[tuple[str, str, str, bytes]], source: str) -> ImageArrays:

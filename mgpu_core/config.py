@@ -220,6 +220,8 @@ class TrainConfig:
         for name, modes in MODE_ONLY.items():
             if getattr(self, name) != DEFAULTS[name] and self.mode not in modes:
                 _fail(name, f"applies to {' and '.join(modes)} only, not {self.mode}", getattr(self, name))
+        if self.dataset == "synthetic" and self.data_dir is not None:  # a flag that changes nothing is refused
+            _fail("data_dir", "has no effect with --dataset synthetic (drop one of them)", self.data_dir)
         if self.seed >= 2**63:
             _fail("seed", "must be below 2**63", self.seed)
         hp = self.hparams

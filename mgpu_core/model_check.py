@@ -97,11 +97,13 @@ def check_model_instance(model: nn.Module, how: str, num_classes: int, image_siz
                          augment: bool, device: torch.device | None = None) -> ModelCheck:
     """Forwards of CHECK_BATCH random images at image_size in training mode (with a backward, to find parameters
     without gradient) and in eval mode, on a copy (the model, its BatchNorm statistics and the random state are
-    left as they were). ConfigError: logits of the wrong shape, an output without logits, or a forward that fails
-    at this size (one line, naming --image-size)."""
+    left as they were). ConfigError: no trainable parameters, logits of the wrong shape, an output without logits,
+    or a forward that fails at this size (one line, naming --image-size)."""
     from .augment import random_crop_flip
     from .pipelines import CROP_PADDING
     device = device or torch.device("cpu")
+    if not any(p.requires_grad for p in model.parameters()):  # else the backward below blames --image-size
+        raise ConfigError("model: no trainable parameters (nothing to train, nothing for ddp to all-reduce)")
     if augment and data_size <= CROP_PADDING:
         raise ConfigError(f"image_size: {data_size}x{data_size} images cannot take the augmentation's reflect "
                           f"padding of {CROP_PADDING} pixels; use --image-size > {CROP_PADDING} or --no-augment")

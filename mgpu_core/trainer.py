@@ -319,10 +319,12 @@ def check_full_step(cfg: TrainConfig, env: DistEnv, train_samples: int, batches:
     if batches // cfg.grad_accum == 0:
         per_rank = math.ceil(train_samples / env.world_size)
         step = cfg.batch_size * cfg.devices_per_process * cfg.grad_accum
-        raise ConfigError(f"grad_accum: one optimizer step takes {step} samples per rank (batch_size "
-                          f"{cfg.batch_size * cfg.devices_per_process} x grad_accum {cfg.grad_accum}); each of "
-                          f"{env.world_size} rank(s) has {per_rank} of {train_samples}: not one full step per epoch; "
-                          "lower --grad-accum or --batch-size")
+        lower = "--grad-accum or --batch-size" if cfg.grad_accum > 1 else "--batch-size, or give more training data"
+        ranks = f"each of {env.world_size} ranks has" if env.world_size > 1 else "the one rank has"
+        raise ConfigError(f"one optimizer step takes {step} samples per rank (batch_size "
+                          f"{cfg.batch_size * cfg.devices_per_process} x grad_accum {cfg.grad_accum}); {ranks} "
+                          f"{per_rank} of the {train_samples} training samples: not one full step per epoch; "
+                          f"lower {lower}")
 
 
 @dataclass(frozen=True)

@@ -86,3 +86,14 @@ class BigKernel(Small):
     def __init__(self, num_classes=10):
         super().__init__(num_classes)
         self.body[0] = nn.Conv2d(3, 8, 7)
+
+
+class NoParameters(nn.Module):
+    """Logits of the right shape from a fixed slice of the input: nothing to train, nothing to all-reduce."""
+
+    def __init__(self, num_classes=10):
+        super().__init__()
+        self.num_classes = num_classes
+
+    def forward(self, x):
+        return x.flatten(1)[:, :self.num_classes]

@@ -160,6 +160,8 @@ def explain(rows, base, comm_records: list[dict], device_type: str, precision: s
                 e.point *= scale
                 e.point_band = (e.point_band[0] * scale, e.point_band[1] * scale) if e.point_band else None
                 e.baseline = f"{BASELINE_SINGLE_EPOCH} (rescaled from {e.baseline} through the predicted epoch)"
+            if e.refused:  # no point, band or residual beside a refusal (docs/trust.md: refused predictions)
+                e.point = e.point_band = None
             if e.point_band:  # the band made with the prediction
                 e.predicted = e.point_band
             if e.predicted:

@@ -80,6 +80,8 @@ def parse_bandwidth(text: str) -> float:
     if not match:
         raise ValueError(f"bandwidth {text!r}: write it as 370GB/s or 400Gbit/s")
     value = float(match[1]) * _UNITS[match[2].lower()]
+    if value <= 0:  # a zero bandwidth divides every collective's time by zero
+        raise ValueError(f"bandwidth {text!r}: must be above zero")
     return value if match[3] == "B" else value / 8
 
 
@@ -103,8 +105,9 @@ class NcclTable:
 def parse_nccl_tests(text: str) -> NcclTable:
     """The text output of nccl-tests' all_reduce_perf: comment lines start with '#' (the header 'nThread 1 nGpus 8'
     or the '#  Rank' lines give the device count); each data line is size, count, type, redop, [root,] then
-    out-of-place time (us), algbw, busbw (GB/s), #wrong, and the same in place. The out-of-place columns are read.
-    ValueError naming the line where it is malformed or empty."""
+    out-of-place time (us), algbw, busbw (GB/s), #wrong, and the same in place. The out-of-place columns are read;
+    #wrong may be 'N/A' or -1 (no data check). ValueError naming the line where it is malformed, where #wrong counts
+    wrong results, or when the table is empty."""
     ranks = len(re.findall(r"^#\s+Rank\s+\d+", text, flags=re.M))
     header = re.search(r"nGpus\s+(\d+)", text)
     threads = re.search(r"nThread\s+(\d+)", text)
@@ -121,9 +124,14 @@ def parse_nccl_tests(text: str) -> NcclTable:
             raise ValueError(f"line {number}: {plural(len(tokens), 'column')}, nccl-tests writes at least 12")
         try:
             size = int(tokens[0])
-            numbers = [float(t) for t in tokens[-8:]]
+            # #wrong (4th and 8th of the last 8): 'N/A' or -1 where nccl-tests ran without its data check (-c 0)
+            numbers = [float(t) for i, t in enumerate(tokens[-8:]) if i not in (3, 7)]
+            wrong = [float(t) for t in (tokens[-5], tokens[-1]) if t != "N/A"]
         except ValueError:
             raise ValueError(f"line {number}: not an nccl-tests data line: {line.strip()[:80]!r}") from None
+        if any(w > 0 for w in wrong):
+            raise ValueError(f"line {number}: nccl-tests counted {max(wrong):g} wrong elements (#wrong) at {size} "
+                             "bytes: the all-reduce gave wrong results, so its times describe no working link")
         time_us, _algbw, bus = numbers[0], numbers[1], numbers[2]
         if size > 0 and time_us > 0:
             sizes.append(size)
@@ -138,7 +146,8 @@ def link_from_fit(fit: AlphaBeta, source: str) -> Link:
     """A link from an all-reduce α-β fit at fit.devices: latency α, busbw factor(n) / β (large messages)."""
     beta = fit.large_beta_s_per_byte or fit.beta_s_per_byte
     if beta <= 0:
-        raise ValueError(f"{source}: the fit has no bandwidth term (β = 0)")
+        raise ValueError(f"{source}: the times do not grow with the message size (the α-β fit's bandwidth term is "
+                         "0): measure sizes where bandwidth matters, up to 1 MiB or more")
     return Link(bus_factor("all_reduce", fit.devices) / beta, max(0.0, fit.alpha_s), source)
 
 

@@ -159,7 +159,11 @@ def predict(settings: Settings, comm_record: dict, base_epoch_s: float | None = 
     same_run = comm_record.get("compute_step_1_s")
     if same_run or base_step_s:  # like with like: the compute-only step of one rank, from the same run
         base = same_run or base_step_s
-        point, low, high = (speedup(base, settings.base_global_batch, t, settings.global_batch)
+        # The 1-rank step ran at the collective run's per-rank batch, which is the baseline's only under weak
+        # scaling; under strong scaling one device trains the whole global batch (2x the per-rank share at 2).
+        base_batch = (comm_record.get("batch_per_device") or settings.base_global_batch) if same_run else \
+            settings.base_global_batch
+        point, low, high = (speedup(base, base_batch, t, settings.global_batch)
                             for t in (rep.step_s, band.serial_s, band.overlap_s))
         baseline = BASELINE_SAME_RUN if same_run else BASELINE_SINGLE
     elif base_epoch_s and epoch:
@@ -167,7 +171,7 @@ def predict(settings: Settings, comm_record: dict, base_epoch_s: float | None = 
                                       base_epoch_s / band_epoch[0], BASELINE_SINGLE_EPOCH)
     else:
         return None
-    ideal = settings.global_batch / settings.base_global_batch
+    ideal = settings.devices  # N x, weak or strong, with or without accumulation (global / base batch is 1 when strong)
     refused = None
     if point > ideal * (1 + 1e-9):  # a prediction above ideal is not a prediction (issue 20's plausibility rule)
         refused = (f"predicted speedup {point:.2f}x above the ideal {ideal:g}x: the baseline ({baseline}) was "

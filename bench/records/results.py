@@ -170,6 +170,9 @@ def read_records(path: Path, warn=print) -> list[dict]:
     misread."""
     records = []
     for number, record in read_jsonl(path, warn, numbered=True):
+        if isinstance(record, dict) and record.get("kind") == "comm":
+            raise ResultsError(f"{path}:{number}: not a results file (a record of the collective benchmark, as "
+                               "comm.jsonl holds)")
         if isinstance(record, dict):
             record = up_convert(record)
         if not isinstance(record, dict) or record.get("schema_version") != SCHEMA_VERSION:

@@ -21,6 +21,13 @@ FIGSIZES = {"throughput.png": (7, 5), "speedup.png": (12, 5), "accuracy.png": (8
 COLORS = dict(zip(MODES, ("tab:blue", "tab:orange", "tab:green", "tab:purple", "tab:brown"), strict=False))
 
 
+def legend(ax, **kwargs) -> None:
+    """The panel's legend, where it has labelled artists (matplotlib warns on an empty one: a study that measured
+    nothing)."""
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(**kwargs)
+
+
 def _unit(study: StudySummary) -> str:
     return "GPUs" if study.device_type == "cuda" else "CPU processes"
 
@@ -125,7 +132,7 @@ def _finish(ax, study: StudySummary, counts: list[int], ylabel: str, title: str)
     _device_axis(ax, study, counts)
     ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    legend(ax, fontsize=7)
 
 
 def draw_throughput(ax, study: StudySummary) -> None:
@@ -201,7 +208,7 @@ def draw_accuracy(ax, study: StudySummary) -> None:
     ax.set(ylabel="final validation accuracy (%)", title="Validation accuracy", ylim=(0, 118))
     ax.set_yticks(range(0, 101, 20))
     ax.grid(alpha=0.3, axis="y")
-    ax.legend(loc="upper right", fontsize=8)  # above 100%, where no bar reaches
+    legend(ax, loc="upper right", fontsize=8)  # above 100%, where no bar reaches
 
 
 def render(study: StudySummary, out: Path) -> list[Path]:
@@ -218,7 +225,8 @@ def render(study: StudySummary, out: Path) -> list[Path]:
         fig, axes = plt.subplots(1, len(panels), figsize=FIGSIZES[name], dpi=DPI, squeeze=False)
         for ax, draw in zip(axes[0], panels, strict=True):
             draw(ax, study)
-        fig.suptitle(textwrap.fill(study.title, width=int(FIGSIZES[name][0] * 14)), fontsize=10)
+        # about 12 characters of 10-point text per inch: at 14 the title ran past both edges of the 7-inch plot
+        fig.suptitle(textwrap.fill(study.title, width=int(FIGSIZES[name][0] * 12)), fontsize=10)
         fig.tight_layout()
         fig.savefig(out / name, dpi=DPI)
         plt.close(fig)
@@ -252,7 +260,7 @@ def render_comm(records: list[dict], out: Path) -> Path:
            title="Collective bandwidth (busbw = algbw x 2(n-1)/n for all-reduce)")
     ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    legend(ax, fontsize=7)
     fig.tight_layout()
     path = out / "comm.png"
     fig.savefig(path, dpi=DPI)
@@ -275,7 +283,7 @@ def render_compare(pairs, out: Path, title: str) -> Path:
     ax.set(ylabel="training throughput (samples/s)", title=textwrap.fill(title, 80))
     ax.set_ylim(0, max([v for p in pairs for v in p.base_values + p.new_values], default=1) * 1.2)
     ax.grid(alpha=0.3, axis="y")
-    ax.legend(loc="lower right")
+    legend(ax, loc="lower right")
     fig.tight_layout()
     path = out / "compare.png"
     fig.savefig(path, dpi=DPI)

@@ -48,10 +48,10 @@ class Row:
     variant: str = ""
     """The study axis values that set this series apart (e.g. 'sync-bn'); '' for the plain configuration."""
     tflops_per_device: float | None = None
-    """Achieved TFLOP/s per device: FLOPs per training sample x samples/s per device (median over epochs)."""
+    """Achieved TFLOP/s per device: FLOPs per training sample x the row's samples/s per device."""
     mfu: float | None = None
-    """Model FLOPs utilization: achieved FLOP/s per device over the device's peak, a fraction (median over epochs;
-    None where the peak is unknown)."""
+    """Model FLOPs utilization: tflops_per_device over the device's peak, a fraction (None where the peak is
+    unknown)."""
     peak_memory_bytes: int | None = None
     """The largest peak memory of any rank."""
     grad_accum: int = 1
@@ -117,7 +117,11 @@ class StudySummary:
         subset = f" ({self.train_samples:,}-sample subset)" if self.train_samples else ""
         model = "SimpleCNN" if self.model == "simplecnn" else self.model
         if self.parameters:
-            model += f" ({self.parameters / 1e6:.2f}M parameters, {mib(self.gradient_bytes):.1f} MiB gradients)"
+            # small models keep their digits: 330 parameters are not '0.00M', 1.3 KiB not '0.0 MiB'
+            params = f"{self.parameters / 1e6:.2f}M" if self.parameters >= 10_000 else f"{self.parameters:,}"
+            grads = (f"{mib(self.gradient_bytes):.1f} MiB" if (self.gradient_bytes or 0) >= 0.1 * 2**20
+                     else f"{(self.gradient_bytes or 0) / 1024:.1f} KiB")
+            model += f" ({params} parameters, {grads} gradients)"
         workers = (", DataLoader workers restarted inside each timed epoch"
                    if self.pipeline == "dataloader" and not self.persistent_workers else "")
         return (f"{model} on {self.dataset}{subset}, {self.device_name} ({self.device_type}), {self.batch_words}, "
@@ -183,6 +187,20 @@ def _throughput(ok: list[dict]) -> tuple[tuple[float, float, float] | None, list
     return (samples / statistics.median(times), samples / max(times), samples / min(times)), rates
 
 
+def _compute_rate(throughput: tuple[float, float, float] | None, devices: int, ok: list[dict]) -> dict:
+    """tflops_per_device and mfu of a row from its own samples/s per device (samples / median epoch time), so the
+    table's columns agree (TFLOP/s = samples/s/device x flops_per_sample / 10^12, docs/models.md); a median of the
+    per-epoch rates would be another number beside it. Falls back to that median where FLOPs are not recorded."""
+    flops = {r.get("flops_per_sample") for r in ok}
+    peaks = {r.get("peak_tflops") for r in ok}
+    if not throughput or len(flops) != 1 or not (flop := flops.pop()):
+        return {"tflops_per_device": _median([v for r in ok for v in r.get("tflops_per_device", [])]),
+                "mfu": _median([v for r in ok for v in r.get("mfu", []) if v is not None])}
+    tflops = throughput[0] / devices * flop / 1e12
+    peak = peaks.pop() if len(peaks) == 1 else None
+    return {"tflops_per_device": tflops, "mfu": tflops / peak if peak else None}
+
+
 def summarize(records: list[dict], goal: Goal, comm_records: list[dict] = ()) -> StudySummary:
     """The study's rows with speedups, goal verdicts and, with collective measurements, the scaling model's band
     and bottleneck verdicts."""
@@ -207,8 +225,7 @@ def summarize(records: list[dict], goal: Goal, comm_records: list[dict] = ()) ->
             val_acc=_spread([r["val_acc"] for r in ok]),
             time_to_target_s=statistics.median(reached) if reached else None, reached=len(reached),
             note=failures[-1]["error"] if failures else None, explanation=evidence_of(ok), variant=variant,
-            tflops_per_device=_median([v for r in ok for v in r.get("tflops_per_device", [])]),
-            mfu=_median([v for r in ok for v in r.get("mfu", []) if v is not None]),
+            **_compute_rate(throughput, devices, ok),
             peak_memory_bytes=max((m for r in ok for m in r.get("peak_memory_bytes", [])), default=None),
             grad_accum=group[-1]["train_config"].get("grad_accum", 1),
             comm_hook=group[-1]["train_config"].get("ddp_comm_hook", "none"),
@@ -303,6 +320,10 @@ def markdown_table(study: StudySummary) -> str:
             e.refused.split(" (")[0] if e.refused else "-")
         if e.point:
             predicted = f"{e.point:.2f}x [{predicted}]"
+        elif r.devices == 1 and e.predicted and all(abs(x - 1) < 1e-9 for x in e.predicted):
+            predicted = "1.00x (no communication)"
+        if e.predicted and e.predicted[1] > r.devices * (1 + 1e-9):  # let through only by the baseline's noise
+            predicted += " (above ideal, within the baseline's noise)"
         resid = "-" if e.residual is None else ("inside" if e.residual == 0 else f"{e.residual:+.0%}")
         if e.point_residual is not None:  # against the point; the band's verdict in words
             resid = f"{e.point_residual:+.0%} ({'inside' if not e.residual else 'outside'} band)"
@@ -347,17 +368,21 @@ def overlap_lines(study: StudySummary) -> list[str]:
         if r.explanation.refused]
 
 
+PREDICTED_NOTE = (
+    "predicted: the scaling model's point prediction of the speedup, made before the configuration ran "
+    "(α-β collectives, DDP's buckets replayed against the measured gradient-ready times, contention; "
+    "docs/prediction.md), and its range from no overlap to full overlap of compute and communication; "
+    "residual: the measurement against the point, and whether it lies inside the band; the bottleneck "
+    "verdicts and their thresholds are explained in docs/scaling-model.md and docs/trust.md.")
+"""What the table's predicted and residual columns mean; under the table in summary.md and report.html alike."""
+
+
 def markdown_summary(study: StudySummary, images: list[str]) -> str:
     notes = [f"- {r.label} x{r.devices}: {r.status}: {r.note}" for r in study.rows if r.note]
     parts = [f"# Scaling study\n\n{study.title}.\n", *([study.topology + "\n"] if study.topology else []),
              *[f"**{line}**\n" for line in study.notices],
              goal_line(study) + "\n", markdown_table(study), "",
-             "predicted: the scaling model's point prediction of the speedup, made before the configuration ran "
-             "(α-β collectives, DDP's buckets replayed against the measured gradient-ready times, contention; "
-             "docs/prediction.md), and its range from no overlap to full overlap of compute and communication; "
-             "residual: the measurement against the point, and whether it lies inside the band; the bottleneck "
-             "verdicts and their thresholds are explained in docs/scaling-model.md and docs/trust.md.",
-             *overlap_lines(study), ""]
+             PREDICTED_NOTE, *overlap_lines(study), ""]
     if notes:
         parts += ["Failed and skipped configurations:\n", *notes, ""]
     parts += [f"![{name}]({name})" for name in images]

@@ -30,14 +30,16 @@ def refusal(path: Path, differing: dict[str, tuple]) -> str:
             "--resume to start a new study)")
 
 
-def check_resume(path: Path, asked_study: str, asked: dict) -> None:
+def check_resume(path: Path, asked_study: str, asked: dict) -> str | None:
     """Raise ResumeError when the results file at `path` holds records but none of the study `asked_study` (whose
     study_identity is `asked`): a resume would start another study in the same file. The file is only read. Where
     it holds several studies, the settings named are those of the newest record (by timestamp, as the report picks
-    its study)."""
+    its study). Returns a notice where there is nothing to resume (no file, or no record in it), else None."""
     records = read_records(path, warn=lambda _: None)  # the sweep itself reports torn lines
-    if not records or any(r["study"] == asked_study for r in records):
-        return
+    if not records:
+        return f"notice: --resume: nothing to resume in {path} (no records yet): the whole study runs"
+    if any(r["study"] == asked_study for r in records):
+        return None
     newest = max(records, key=lambda r: r["provenance"].get("timestamp") or "")
     config = newest.get("train_config")
     held = (study_identity(config, newest["devices"], newest.get("scaling", "weak"), newest.get("device_type"))

@@ -266,7 +266,7 @@ def test_root_causes_and_divergence_are_recorded_in_one_line(tmp_path):
     assert failing.stderr.strip().splitlines()[-1].startswith("python -m bench.scaling: error: every configuration")
     [rec] = read_records(tmp_path / "a" / "results.jsonl")
     assert rec["status"] == "failed"
-    assert re.fullmatch(r"rank [01]: ConfigError: grad_accum: one optimizer step takes 128000 samples per rank .*",
+    assert re.fullmatch(r"rank [01]: ConfigError: one optimizer step takes 128000 samples per rank .*--grad-accum.*",
                         rec["error"])
     diverged = sweep(tmp_path / "b", "--gpus", "1", "--modes", "single", *TINY, "--lr", "1e30", timeout=300)
     assert diverged.returncode == 1, diverged.stderr[-2000:]

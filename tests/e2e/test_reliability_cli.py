@@ -39,6 +39,16 @@ def test_sweep_flags_that_would_do_nothing_are_one_line(tmp_path, args, flag):
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and flag in proc.stderr, proc.stderr
 
 
+def test_a_study_that_measured_nothing_exits_1_in_one_line_and_keeps_its_records(tmp_path):
+    proc = sweep(tmp_path, "--gpus", "1", "--modes", "single", *TINY, "--train-samples", "10")
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert proc.stderr.strip().splitlines() == [
+        f"python -m bench.scaling: error: nothing measured: every configuration was skipped (the reasons are in "
+        f"{tmp_path / 'summary.md'})"]  # one line, and no matplotlib warning of an empty legend
+    assert {r["status"] for r in read_records(tmp_path / "results.jsonl")} == {"skipped"}
+    assert "no whole step" in (tmp_path / "summary.md").read_text()
+
+
 @pytest.mark.slow
 def test_refused_cells_are_skipped_with_the_reason_and_the_rest_runs(tmp_path):
     # --device cpu with dp, static graph with accumulation, a ddp-only flag (--compile: the unit test)

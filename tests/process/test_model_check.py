@@ -44,6 +44,7 @@ def test_accepted_models_say_how_they_were_called_and_which_rule_gave_the_logits
     ("user_models.nested:Small", 32, True, "user_models.nested"),
     ("resnet18", 1, True, "image_size: 1x1 images cannot take the augmentation"),
     ("resnet18", 4, True, "image_size: 4x4 images cannot take the augmentation"),
+    ("user_models:NoParameters", 32, True, "model: no trainable parameters"),  # not an --image-size fault
     ("user_models:Small", 2, False, None),  # tiny but valid without augmentation
 ])
 def test_models_that_cannot_work_are_one_line(model, image_size, augment, message):

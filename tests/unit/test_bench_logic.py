@@ -117,6 +117,9 @@ def test_speedup_efficiency_and_verdicts():
     # samples / median epoch time (even count: the mean of the middle two times), not the median of the rates
     assert rows["ddp", 2].samples_per_s[0] == pytest.approx(1000 / 5.5)
     assert rows["ddp", 2].samples_per_s_per_device == pytest.approx(1000 / 5.5 / 2)
+    # TFLOP/s and MFU follow that samples/s/device (one definition), not the median of the per-epoch rates
+    assert rows["ddp", 2].tflops_per_device == pytest.approx(1000 / 5.5 / 2 * 44_464_128.0 / 1e12)
+    assert rows["ddp", 2].mfu == pytest.approx(rows["ddp", 2].tflops_per_device / 989.4)
 
 
 def test_the_table_says_how_many_nodes_a_configuration_spanned():
@@ -214,6 +217,8 @@ def test_variants_are_their_own_series_and_compute_per_device_is_shown():
     assert "| 1 cuda | single | ok | 10.00 [10.00-10.00] | 100 | 100 | 0.00445 | 0.0% | 1.00x |" in table
     assert "| 2 cuda | ddp sync-bn | ok |" in table and "| 1.00 GiB |" in table
     assert "SimpleCNN (2.12M parameters, 8.1 MiB gradients)" in study.title
+    study.parameters, study.gradient_bytes = 330, 1320  # a tiny user model (conv 3->8, BatchNorm, fc 8->10)
+    assert "(330 parameters, 1.3 KiB gradients)" in study.title
 
 
 def test_a_strong_scaling_header_states_the_global_batch_whichever_record_is_newest():
@@ -282,3 +287,16 @@ def test_a_cell_whose_samples_hold_no_whole_step_is_skipped_with_the_reason():
                         "devices x accumulation 3)"),
                        ("ddp accum 3 x4", "--train-samples 300 holds no whole step of 1536 samples (batch 128 x 4 "
                         "devices x accumulation 3)")}
+
+
+def test_plot_titles_stay_inside_the_figure(tmp_path):
+    from matplotlib.image import imread
+
+    from bench.render.plots import render
+    records = [record("single", 1, [10.0]), record("ddp", 2, [5.0])]
+    study = summarize(records, Goal())
+    study.train_samples = 10_000  # the main CPU study's title: '... (10,000-sample subset), AMD EPYC (cpu), ...'
+    for path in render(study, tmp_path):
+        top = imread(path)[:60, :, :3]  # the title band
+        edges = [top[:, :2], top[:, -2:]]
+        assert all(edge.min() > 0.9 for edge in edges), f"{path.name}: the title touches the figure's edge"

@@ -173,3 +173,25 @@ def test_a_strong_scaling_study_is_known_by_its_global_batch_whichever_record_is
     assert newest_two == newest_one and newest_one["batch"] == 128
     one["scaling"] = two["scaling"] = "weak"  # weak: the batch per device is the study's
     assert study_settings(Side(Path("x"), [one], None))["batch"] == 128
+
+
+def test_report_draws_the_study_asked_for_among_several(tmp_path, capsys):
+    results = tmp_path / "results.jsonl"
+    for epochs, stamp in ((1, "2026-01-01"), (2, "2026-02-01")):
+        append_record(results, record("single", 1, [1.0] * epochs, epochs=epochs, timestamp=stamp))
+    older = record("single", 1, [1.0], epochs=1)["study"]
+    assert report_main([str(results), "--out", str(tmp_path / "older"), "--study", older]) == 0
+    assert "1 epoch" in (tmp_path / "older" / "summary.md").read_text().splitlines()[2]
+    with pytest.raises(SystemExit) as exit_:
+        report_main([str(results), "--out", str(tmp_path / "x"), "--study", "nope"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_.value.code == 2 and len(err) == 1 and "--study nope: not in these results" in err[0]
+
+
+def test_a_collective_record_given_as_results_is_named_as_such(tmp_path, capsys):
+    comm = tmp_path / "comm.jsonl"
+    comm.write_text(json.dumps({"kind": "comm", "schema_version": 1, "devices": 2, "rows": []}) + "\n")
+    with pytest.raises(SystemExit) as exit_:
+        report_main([str(comm), "--out", str(tmp_path / "x")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_.value.code == 2 and len(err) == 1 and "not a results file (a record of the collective" in err[0]

@@ -91,3 +91,9 @@ def test_dp_without_cuda_is_refused_in_one_line():
     assert proc.returncode == 2
     assert proc.stderr.strip() == ("python -m mgpu_core: error: mode: dp needs CUDA devices and none is visible; "
                                    "use ddp (CPU processes over gloo)")
+
+
+def test_a_data_dir_with_the_synthetic_set_is_refused_as_a_flag_that_changes_nothing():
+    with pytest.raises(ConfigError, match="data_dir: has no effect with --dataset synthetic"):
+        TrainConfig(dataset="synthetic", data_dir="/data/cifar10")
+    assert TrainConfig(dataset="cifar10", data_dir="/data/cifar10").data_dir == "/data/cifar10"

@@ -1,5 +1,6 @@
 """bench.predict: presets, the nccl-tests parser, the scaled replay's monotonicity and ideal bound, bad input."""
 
+import html
 import json
 
 import pytest
@@ -76,6 +77,8 @@ def test_presets_name_their_source_and_rates_parse():
     assert parse_duration("10us") == pytest.approx(1e-5)
     with pytest.raises(ValueError, match="370GB/s"):
         parse_bandwidth("fast")
+    with pytest.raises(ValueError, match="above zero"):
+        parse_bandwidth("0GB/s")
 
 
 PROFILE = ComputeProfile(0.1, 0.08, (0.03, 0.05, 0.08), (4 << 20, 4 << 20, 8 << 20), 0.02)
@@ -136,6 +139,16 @@ def test_predicted_and_measured_speedups_share_the_studys_single_baseline(tmp_pa
     assert "| 2 | nvlink4 |" in capsys.readouterr().out
 
 
+def test_a_cpu_study_with_a_gpu_preset_says_what_it_predicts(tmp_path, capsys):
+    study = _study(tmp_path)
+    comm = json.loads((study / "comm.jsonl").read_text()) | {"device_type": "cpu"}
+    (study / "comm.jsonl").write_text(json.dumps(comm) + "\n")
+    assert predict.main([str(study), "--devices", "2", "--interconnect", "nvlink4"]) == 0
+    assert "predicts these CPU processes over that link, not GPUs" in capsys.readouterr().out
+    assert predict.main([str(study), "--devices", "2"]) == 0  # the study's own link: nothing to say
+    assert "not GPUs" not in capsys.readouterr().out
+
+
 def test_a_prediction_above_the_ideal_on_the_studys_baseline_is_refused():
     row = predict_count(PROFILE, 4, Link(1e12, 1e-6, "t"), 25 << 20, "weak", 2)
     base_steps = 100
@@ -183,6 +196,18 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, setup, args, text):
     assert exit_.value.code == 2 and len(err) == 1 and text in err[0]
 
 
+@pytest.mark.parametrize("lines", [[{"status": "ok"}], [{"status": "ok", "error": "big"}],
+                                   [{"status": "ok", "error": None, "mode": "ddp"}]])
+def test_a_validation_file_without_numeric_errors_is_one_line(tmp_path, capsys, lines):
+    study = _study(tmp_path)
+    validation = tmp_path / "validate.jsonl"
+    validation.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    with pytest.raises(SystemExit) as exit_:
+        predict.main([str(study), "--devices", "2", "--validation", str(validation)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_.value.code == 2 and len(err) == 1 and "validate.jsonl" in err[0]
+
+
 def test_a_malformed_nccl_tests_file_is_one_line(tmp_path, capsys):
     study = _study(tmp_path)
     bad = tmp_path / "nccl.txt"
@@ -201,3 +226,78 @@ def test_ranks_that_share_a_host_compute_slower_and_faster_is_never_taken():
     inputs = {"compute_at": {1: 0.1, 2: 0.15}, "scaling": "weak"}
     assert predict.compute_at(inputs, 8) == 0.15 and predict.compute_at(inputs | {"scaling": "strong"}, 8) == 0.0375
     assert predict.compute_at(inputs, 1) is None
+
+
+def test_report_html_says_what_the_predicted_column_is_relative_to_as_summary_md_does(tmp_path):
+    from bench.render.summary import PREDICTED_NOTE
+    from bench.report import main as report_main
+    study = _study(tmp_path)
+    assert report_main([str(study), "--out", str(tmp_path / "r")]) == 0
+    summary = (tmp_path / "r" / "summary.md").read_text()
+    page = html.unescape((tmp_path / "r" / "report.html").read_text())
+    notes = [PREDICTED_NOTE, *(line.removeprefix("- ") for line in summary.splitlines()
+                               if line.startswith(("The point and its band", "- ddp x")))]
+    assert PREDICTED_NOTE in summary and all(note in page for note in notes)
+    # the provenance shown is one record's: the page says whose (its seed is seed + trial, not the study's --seed)
+    assert '"record": "ddp x2 trial 0 (the newest record; each carries its own)"' in page
+
+
+def test_nccl_tests_wrong_results_are_refused_and_an_unchecked_run_is_read():
+    lines = NCCL.splitlines()
+    data = [i for i, line in enumerate(lines) if line.strip() and not line.lstrip().startswith("#")]
+    unchecked = [line.split() for line in lines]
+    for i in data:  # all_reduce_perf -c 0 prints N/A (older) or -1 (newer) in both #wrong columns
+        unchecked[i][-5], unchecked[i][-1] = "N/A", "-1"
+    table = parse_nccl_tests("\n".join(" ".join(t) if i in data else lines[i] for i, t in enumerate(unchecked)))
+    assert table == parse_nccl_tests(NCCL)
+    wrong = list(lines)
+    tokens = wrong[data[-1]].split()
+    tokens[-5] = "17"
+    wrong[data[-1]] = " ".join(tokens)
+    with pytest.raises(ValueError, match=f"line {data[-1] + 1}: nccl-tests counted 17 wrong elements"):
+        parse_nccl_tests("\n".join(wrong))
+
+
+def test_help_says_the_whole_first_sentence(capsys):
+    with pytest.raises(SystemExit):
+        predict.main(["--help"])
+    assert "interconnects not measured (docs/prediction.md)" in " ".join(capsys.readouterr().out.split())
+
+
+def test_an_nccl_tests_table_of_latency_bound_sizes_only_is_one_line_naming_the_file_once(tmp_path, capsys):
+    study = _study(tmp_path)
+    flat = tmp_path / "flat.txt"  # 8 B to 1 KiB: every time the same 18 us, no bandwidth term to fit
+    flat.write_text(HEADER + "".join(f"{2**k:>12} {2**k // 4:>12} float sum -1 18.00 0.00 0.00 0 18.20 0.00 0.00 0\n"
+                                     for k in range(3, 11)))
+    with pytest.raises(SystemExit) as exit_:
+        predict.main([str(study), "--nccl-tests", str(flat)])
+    err = capsys.readouterr().err.strip()
+    assert exit_.value.code == 2 and err.count(str(flat)) == 1 and "up to 1 MiB or more" in err
+    (tmp_path / "nccl.txt").write_text(NCCL)
+    assert predict.main([str(study), "--nccl-tests", str(tmp_path / "nccl.txt")]) == 0
+    assert f"nccl-tests nccl.txt: {tmp_path / 'nccl.txt'}" in capsys.readouterr().out  # the link names its file
+
+
+def test_strong_scaling_takes_one_devices_step_at_the_whole_global_batch(tmp_path):
+    # strong scaling, global batch 256: the collective run measured its 1-rank step (0.1 s) at the 2 ranks' share of
+    # 128, so one device takes 0.2 s per 256-sample step; a free link at 2 devices is then near 2x, never 1x
+    single = record("single", 1, [10.0], steps=100, batch_size=256) | {"scaling": "strong"}
+    append_record(tmp_path / "results.jsonl", single)
+    comm = comm_with_profile() | {"kind": "comm", "backend": "gloo", "device_type": "cuda", "precision": "fp32",
+                                  "batch_per_device": 128, "model": "simplecnn", "compute_step_s": 0.1}
+    (tmp_path / "comm.jsonl").write_text(json.dumps(comm) + "\n")
+    inputs = predict.study_inputs(tmp_path)
+    assert inputs["scaling"] == "strong" and inputs["profile_1"].step_s == pytest.approx(0.2)
+    row = predict_count(inputs["profile_1"], 2, Link(1e13, 1e-9, "t"), 25 << 20, "strong", 2, 1.0,
+                        predict.compute_at(inputs, 2))
+    assert row.speedup == pytest.approx(2.0, rel=0.01)
+
+
+def test_one_given_link_beyond_gpus_per_node_is_said_to_be_assumed(tmp_path, capsys):
+    study = _study(tmp_path)
+    (tmp_path / "nccl.txt").write_text(NCCL)  # 8 GPUs of one node
+    assert predict.main([str(study), "--nccl-tests", str(tmp_path / "nccl.txt"), "--devices", "8,16",
+                         "--gpus-per-node", "8", "--interconnect", "ib-ndr"]) == 0
+    out = capsys.readouterr().out
+    assert "beyond 8 per node the same link is ASSUMED across nodes" in out
+    assert out.count("ASSUMED") == 1  # a preset has its own inter-node figures (ib-ndr: the same by design)

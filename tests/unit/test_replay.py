@@ -194,6 +194,14 @@ def test_a_prediction_from_one_collective_record_with_its_band_and_baseline():
     assert faster_link["predicted_speedup"] > p["predicted_speedup"]  # more bandwidth never predicts slower
     assert predict(Settings("ddp", 2, 256, 128, ddp_comm_hook="powersgd"), rec) is None
     assert predict(Settings("single", 1, 128, 128), rec) is None
+    # strong scaling: a global batch of 256 split over 2 ranks; the 1-rank step was measured at the rank's 128,
+    # one device trains all 256 per step: 2 devices that each take 0.1 s per 128 gain 2 x 0.1 / step, not 0.1 / step
+    strong = predict(Settings("ddp", 2, 256, 256), rec | {"batch_per_device": 128}, base_epoch_s=10.0, base_steps=100)
+    assert strong["predicted_speedup"] == pytest.approx(0.1 / strong["predicted_step_s"] * 2)
+    assert strong["refused"] is None  # the ideal is 2x at 2 devices under strong scaling too, not 256 / 256
+    fast = predict(Settings("ddp", 2, 256, 256), rec | {"batch_per_device": 128, "compute_step_1_s": 1.0},
+                   base_epoch_s=10.0, base_steps=100)
+    assert "above the ideal 2x" in fast["refused"]
 
 
 def test_the_table_shows_the_point_beside_the_band_and_the_residual_against_the_point():

@@ -24,10 +24,12 @@ def test_the_settings_that_differ_are_named_with_both_values():
 def test_a_resume_of_another_study_is_refused_in_one_line_and_the_file_left_as_it_was(tmp_path):
     results = tmp_path / "results.jsonl"
     held = record("single", 1, [1.0], epochs=1)
-    check_resume(results, held["study"], identity(held))  # nothing to resume: a new study starts
+    # nothing to resume: the whole study runs, and the sweep says so
+    assert check_resume(results, held["study"], identity(held)) == (
+        f"notice: --resume: nothing to resume in {results} (no records yet): the whole study runs")
     append_record(results, held)
     before = results.read_bytes()
-    check_resume(results, held["study"], identity(held))  # the same study goes on
+    assert check_resume(results, held["study"], identity(held)) is None  # the same study goes on
     asked = record("single", 1, [1.0], epochs=2)
     with pytest.raises(ResumeError) as refused:
         check_resume(results, asked["study"], identity(asked))

@@ -83,6 +83,13 @@ def test_a_band_above_the_ideal_is_refused_as_a_prediction():
     assert [p.refused is not None for p in study.bands["ddp"]] == [False, True, True]  # x1 is the baseline itself
     assert any(n.startswith("refused predictions: 1 row whose predicted band lies above the ideal speedup")
                for n in study.notices)
+    # with the sweep's point prediction in the records (as every ddp row with a collective run has), the refused row
+    # still shows no point, no band and no residual (the strong-scaling CPU study showed '5.59x [5.58-6.02x] | -31%')
+    for r in records[2:]:
+        r["prediction"] = {"predicted_speedup": 1.0, "band_speedup": [0.95, 1.05], "predicted_epoch_s": 1.5,
+                           "baseline": "the collective benchmark's 1-rank compute-only step (same run)"}
+    e = next(r for r in summarize(records, Goal(), [comm_record(2, 0.03, 0.001)]).rows if r.mode == "ddp").explanation
+    assert e.refused and (e.point, e.predicted, e.residual, e.point_residual) == (None, None, None, None)
 
 
 def test_noisy_rows_are_flagged_counted_and_never_near_ideal():
@@ -150,3 +157,16 @@ def test_the_docs_quote_every_threshold():
     import bench.explain.plausibility as plausibility
     constants = {n for m in (plausibility, noise) for n in dir(m) if n.isupper() and n not in ("MEDIAN_SE",)}
     assert constants - {"CANNOT_JUDGE", "VERDICTS"} <= set(quoted)  # every threshold of these modules is quoted
+
+
+def test_a_prediction_above_ideal_let_through_by_noise_says_so_and_one_device_is_no_communication():
+    records = [*_trials("single", 1, [[10.0, 10.1], [10.0, 9.9]]), *_trials("ddp", 1, [[10.0, 10.1], [10.1, 9.9]]),
+               *_trials("ddp", 2, [[5.0, 5.05], [5.0, 4.95]])]
+    study = summarize(records, Goal())
+    table = markdown_table(study)
+    assert "| 1.00x (no communication) |" in table
+    two = next(r for r in study.rows if (r.mode, r.devices) == ("ddp", 2))
+    two.explanation.predicted, two.explanation.point = (1.9, 2.1), None  # within a noisy baseline's margin
+    assert "| 1.90-2.10x (above ideal, within the baseline's noise) |" in markdown_table(study)
+    two.explanation.predicted = (1.8, 2.0)
+    assert "above ideal" not in markdown_table(study)
