@@ -30,6 +30,7 @@ from bench.render.html import markdown_table_to_html, paragraphs, write_html
 from bench.render.plots import render_compare
 from bench.render.summary import Row, StudySummary, select_study, summarize
 from mgpu_core.cli_args import OneLineErrorParser, add_config_arguments, config_from_args
+from mgpu_core.files import make_out_dir
 
 REFUSED = ("dataset", "batch", "precision", "scaling", "image_size", "train_samples", "epochs")
 """Study settings that make a comparison meaningless when they differ (unless --force)."""
@@ -214,7 +215,7 @@ def cannot_judge(base: Side, new: Side, pairs: list[Pair], only_base: list[Row])
 def report(base: Side, new: Side, pairs: list[Pair], only_base: list[Row], only_new: list[Row],
            settings: dict[str, tuple], out: Path) -> str:
     """Print-ready text; writes compare.md, compare.png and report.html into `out`."""
-    out.mkdir(parents=True, exist_ok=True)
+    make_out_dir(out)
     prov = differences(provenance_of(base), provenance_of(new))
     header = [f"base: {base.path} ({base.study.title})", f"new: {new.path} ({new.study.title})"]
     header += [f"settings differ: {k}: {a} -> {b}" for k, (a, b) in settings.items()]

@@ -56,7 +56,7 @@ from bench.render.html import put_section, write_html
 from bench.render.prediction import PREDICTION_HEADING, plot, prediction_body, table
 from bench.render.summary import select_study, summarize
 from mgpu_core.cli_args import OneLineErrorParser
-from mgpu_core.files import atomic_write
+from mgpu_core.files import atomic_write, make_out_dir
 
 PREDICT_FILES = (PREDICT_TABLE_FILE, PREDICT_PLOT_FILE, PREDICT_PAGE_FILE, PREDICT_FILE)
 
@@ -214,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
         notes.append(f"{name}: {ic.intra.source}{inter}")
     out = (args.out or (args.study if args.study.is_dir() else args.study.parent)).expanduser()
     try:
-        out.mkdir(parents=True, exist_ok=True)
+        make_out_dir(out)
         (out / PREDICT_TABLE_FILE).write_text("# Predicted scaling\n\n" + text + "\n\n"
                                               + "\n".join(f"- {n}" for n in notes)
                                               + f"\n\n![{PREDICT_PLOT_FILE}]({PREDICT_PLOT_FILE})\n")

@@ -29,6 +29,7 @@ from bench.render.summary import (
     verdict_lines,
 )
 from mgpu_core.cli_args import OneLineErrorParser, add_config_arguments, config_from_args
+from mgpu_core.files import make_out_dir
 
 
 def _provenance(record: dict) -> dict:
@@ -88,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
                      + ", ".join(sorted({r["study"] for r in records})) + ")")
     out = args.out.expanduser()
     try:
-        out.mkdir(parents=True, exist_ok=True)
+        make_out_dir(out)
         write_report(records, out, goal, study=args.study, comm_records=comm_records)
     except OSError as exc:
         parser.error(f"{exc.filename or out}: {exc.strerror}")

@@ -28,6 +28,7 @@ from bench.run.resume import ResumeError, check_resume
 from bench.run.sweep_config import SweepConfig
 from mgpu_core.cli_args import OneLineErrorParser, add_config_arguments, config_from_args
 from mgpu_core.config import ConfigError, TrainConfig
+from mgpu_core.files import make_out_dir
 from mgpu_core.image_arrays import DataError
 from mgpu_core.names import check_import
 
@@ -179,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(sweep.out).expanduser()
     signal.signal(signal.SIGTERM, _terminate)
     try:
-        out.mkdir(parents=True, exist_ok=True)
+        make_out_dir(out)
         with exclusive(out):
             check_results_file(out / RESULTS_FILE)  # a file this harness cannot extend fails now, not later
             refuse_leftovers(out)

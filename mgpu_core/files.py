@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 from collections.abc import Iterator
@@ -37,3 +38,13 @@ def atomic_write(path: Path, mode: str = "w") -> Iterator[IO]:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def make_out_dir(path: Path) -> Path:
+    """Create the output folder `path` with its parents; where `path` or a parent is a file, a NotADirectoryError
+    that names it in words ('is a file, not a folder') instead of mkdir's 'File exists'."""
+    for part in (path, *path.parents):
+        if part.exists() and not part.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, "is a file, not a folder", str(part))
+    path.mkdir(parents=True, exist_ok=True)
+    return path

@@ -195,3 +195,15 @@ def test_a_collective_record_given_as_results_is_named_as_such(tmp_path, capsys)
         report_main([str(comm), "--out", str(tmp_path / "x")])
     err = capsys.readouterr().err.strip().splitlines()
     assert exit_.value.code == 2 and len(err) == 1 and "not a results file (a record of the collective" in err[0]
+
+
+def test_an_out_that_is_a_file_is_named_so_in_one_line(tmp_path, capsys):
+    results = tmp_path / "results.jsonl"
+    append_record(results, record("single", 1, [1.0]))
+    (tmp_path / "afile").write_text("")
+    for out in (tmp_path / "afile", tmp_path / "afile" / "sub"):
+        with pytest.raises(SystemExit) as exit_:
+            report_main([str(results), "--out", str(out)])
+        assert exit_.value.code == 2
+        assert capsys.readouterr().err.strip() == (f"python -m bench.report: error: {tmp_path / 'afile'}: is a file, "
+                                                   "not a folder")
