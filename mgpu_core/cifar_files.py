@@ -45,10 +45,10 @@ def _layout(data_dir: Path) -> tuple[str, Path] | None:
     return None
 
 
-def _decoder(kind: str, source: Path):
-    """The function that decodes an image archive or tree into arrays."""
+def _decoder(kind: str, source: Path, notice=print):
+    """The function that decodes an image archive or tree into arrays (saying once what it converted)."""
     images = _tar_images if kind == "archive" else _folder_images
-    return lambda: _read_image_tree(images(source), str(source))
+    return lambda: _read_image_tree(images(source), str(source), notice)
 
 
 def find_cifar10(data_dir: Path, cache_dir: Path, notice=print) -> ImageArrays | None:
@@ -64,7 +64,7 @@ def find_cifar10(data_dir: Path, cache_dir: Path, notice=print) -> ImageArrays |
         return read_official_archive(source)
     if kind == "official":
         return read_official(source)
-    return _cached(source, cache_dir, _decoder(kind, source), notice)
+    return _cached(source, cache_dir, _decoder(kind, source, notice), notice)
 
 
 def locate_cifar10(data_dir: Path, cache_dir: Path, notice=print) -> Path | None:
@@ -81,7 +81,7 @@ def locate_cifar10(data_dir: Path, cache_dir: Path, notice=print) -> Path | None
     elif kind == "official":
         read_official(source)
     elif not _cache_path(source, cache_dir).exists():
-        _cached(source, cache_dir, _decoder(kind, source), notice)
+        _cached(source, cache_dir, _decoder(kind, source, notice), notice)
     return source
 
 
@@ -236,12 +236,17 @@ def _tar_images(archive: Path) -> Iterator[tuple[str, str, str, bytes]]:
         raise _unreadable(archive, exc) from None
 
 
-def _read_image_tree(items: Iterator[tuple[str, str, str, bytes]], source: str) -> ImageArrays:
+def _read_image_tree(items: Iterator[tuple[str, str, str, bytes]], source: str, notice=print) -> ImageArrays:
+    """The arrays of an image tree (train/<class>/, test/<class>/), every image converted to RGB; a `notice` says how
+    many were in another mode (grayscale, palette, RGBA), since the user may not know their data holds them."""
     images: dict[str, list[np.ndarray]] = {"train": [], "test": []}
     names: dict[str, list[str]] = {"train": [], "test": []}
+    converted: dict[str, int] = {}
     for split, cls, path, blob in items:
         try:
             with Image.open(io.BytesIO(blob)) as im:
+                if im.mode != "RGB":
+                    converted[im.mode] = converted.get(im.mode, 0) + 1
                 pixels = np.asarray(im.convert("RGB"))
         except Exception as exc:  # noqa: BLE001 - PIL raises several kinds for broken files
             raise DataError(f"{path}: unreadable image ({type(exc).__name__})") from None
@@ -249,6 +254,9 @@ def _read_image_tree(items: Iterator[tuple[str, str, str, bytes]], source: str) 
             raise DataError(f"{path}: expected a 32x32 image, got {pixels.shape[1]}x{pixels.shape[0]}")
         images[split].append(pixels)
         names[split].append(cls)
+    if converted:
+        modes = ", ".join(f"{n:,} {mode}" for mode, n in sorted(converted.items()))
+        notice(f"notice: {source}: converted to RGB images of other modes ({modes}; PIL's modes, L is grayscale)")
     classes = tuple(sorted(set(names["train"])))  # ImageFolder's convention; CIFAR-10's names sort in label order
     for split in ("train", "test"):
         if not images[split]:

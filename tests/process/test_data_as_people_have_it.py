@@ -157,3 +157,14 @@ def test_non_finite_inputs_are_told_apart_from_divergence(monkeypatch):
     monkeypatch.setattr(ImageArrays, "channel_stats", lambda self: ((0.5,) * 3, (0.0,) * 3))
     with pytest.raises(DataError, match="inputs hold non-finite values"):
         run(data)
+
+
+def test_images_of_other_modes_are_converted_and_said(tmp_path):
+    write_tree(tmp_path / "tree", per_class=2)
+    gray = tmp_path / "tree" / "train" / "cat" / "0000.png"
+    Image.open(gray).convert("L").save(gray)
+    notices = []
+    data = find_cifar10(tmp_path / "tree", tmp_path / "cache", notice=notices.append)
+    assert data.train_x.shape == (20, 32, 32, 3)
+    assert [n for n in notices if "converted to RGB" in n] == [
+        f"notice: {tmp_path / 'tree'}: converted to RGB images of other modes (1 L; PIL's modes, L is grayscale)"]
