@@ -93,6 +93,32 @@ def _split(output) -> tuple[torch.Tensor, str]:
                       "a tuple starting with it, or a dict with 'logits'")
 
 
+OTHER_SIZES = (32, 224)
+"""Sizes a failed forward is tried at once more, to tell a fault of --image-size from one of the model's own."""
+
+
+def _forward_fault(probe: nn.Module, exc: Exception, train: bool, image_size: int, device) -> ConfigError:
+    """The one-line error of a forward that raised at `image_size`: where it runs at another size, --image-size is
+    the fault (naming the sizes it ran at); where it fails at every size tried, the model is."""
+    mode = "training" if train else "eval"
+    ran = []
+    for size in (s for s in OTHER_SIZES if s != image_size):
+        try:
+            with torch.no_grad():
+                probe.train(train)
+                probe(torch.randn(CHECK_BATCH, 3, size, size, device=device))
+            ran.append(size)
+        except Exception:  # noqa: BLE001 - still failing: the size was not the cause there either
+            pass
+    what = f"{type(exc).__name__}: {_first_line(exc)}"
+    if ran:
+        return ConfigError(f"image_size: {mode}-mode forward at {image_size}x{image_size} failed ({what}); choose an "
+                           f"--image-size the model takes (it ran at {', '.join(f'{n}x{n}' for n in ran)})")
+    tried = ", ".join(f"{n}x{n}" for n in sorted({image_size, *OTHER_SIZES}))
+    return ConfigError(f"model: its {mode}-mode forward raised {what} at every size tried ({tried}): a fault in the "
+                       "model, not in --image-size")
+
+
 def check_model_instance(model: nn.Module, how: str, num_classes: int, image_size: int, data_size: int,
                          augment: bool, device: torch.device | None = None) -> ModelCheck:
     """Forwards of CHECK_BATCH random images at image_size in training mode (with a backward, to find parameters
@@ -126,9 +152,7 @@ def check_model_instance(model: nn.Module, how: str, num_classes: int, image_siz
             except ConfigError:
                 raise
             except Exception as exc:  # noqa: BLE001 - whatever the model raises at this size
-                raise ConfigError(f"image_size: {'training' if train else 'eval'}-mode forward at {image_size}x"
-                                  f"{image_size} failed ({type(exc).__name__}: {_first_line(exc)}); choose an "
-                                  "--image-size the model takes") from None
+                raise _forward_fault(probe, exc, train, image_size, device) from None
             rules.append(rule)
         unused = tuple(n for n, p in probe.named_parameters() if p.requires_grad and p.grad is None)
     rule = rules[0] if rules[0] == rules[1] else f"{rules[0]} in training, {rules[1]} in eval"  # e.g. Inception

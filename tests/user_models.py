@@ -97,3 +97,10 @@ class NoParameters(nn.Module):
 
     def forward(self, x):
         return x.flatten(1)[:, :self.num_classes]
+
+
+class RaisesInForward(Small):
+    """A forward with a bug of its own: it fails at every input size."""
+
+    def forward(self, x):
+        raise ValueError("the user's bug")

@@ -45,6 +45,8 @@ def test_accepted_models_say_how_they_were_called_and_which_rule_gave_the_logits
     ("resnet18", 1, True, "image_size: 1x1 images cannot take the augmentation"),
     ("resnet18", 4, True, "image_size: 4x4 images cannot take the augmentation"),
     ("user_models:NoParameters", 32, True, "model: no trainable parameters"),  # not an --image-size fault
+    ("user_models:RaisesInForward", 32, True, r"model: its training-mode forward raised ValueError: the user's bug "
+     r"at every size tried \(32x32, 224x224\): a fault in the model, not in --image-size"),
     ("user_models:Small", 2, False, None),  # tiny but valid without augmentation
 ])
 def test_models_that_cannot_work_are_one_line(model, image_size, augment, message):
@@ -58,7 +60,8 @@ def test_models_that_cannot_work_are_one_line(model, image_size, augment, messag
 
 @pytest.mark.parametrize("image_size", [4, 6])
 def test_a_forward_that_fails_at_the_size_names_image_size(image_size):
-    with pytest.raises(ConfigError, match=f"image_size: training-mode forward at {image_size}x{image_size} failed"):
+    with pytest.raises(ConfigError, match=f"image_size: training-mode forward at {image_size}x{image_size} failed"
+                                          r".* \(it ran at 32x32, 224x224\)"):
         check("user_models:BigKernel", image_size, augment=False)
     check("user_models:BigKernel", 7, augment=False)
 
