@@ -179,6 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     per_node = nodes.nproc_per_node or visible or usable_cores()
     out = Path(sweep.out).expanduser()
     signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # a shell's background job inherits SIGINT ignored
     try:
         make_out_dir(out)
         with exclusive(out):

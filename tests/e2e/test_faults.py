@@ -38,12 +38,16 @@ def test_rank_dying_mid_epoch_is_recorded_and_the_sweep_goes_on(tmp_path, fault,
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("signum, code, resume", [(signal.SIGTERM, 143, True), (signal.SIGINT, 130, False)])
-def test_signal_on_the_sweep_keeps_finished_results_and_resume_completes(tmp_path, signum, code, resume):
+@pytest.mark.parametrize("signum, code, resume, ignored", [
+    (signal.SIGTERM, 143, True, False), (signal.SIGINT, 130, False, False),
+    (signal.SIGINT, 130, False, True),  # started in the background of a script: SIGINT inherited as ignored
+])
+def test_signal_on_the_sweep_keeps_finished_results_and_resume_completes(tmp_path, signum, code, resume, ignored):
     # 16k samples: an epoch lasts seconds, so the signal lands while the second configuration trains
     args = ["--gpus", "1,2", "--modes", "single,ddp", *TINY, "--synthetic-train-size", "16384"]
     proc = subprocess.Popen([sys.executable, "-m", "bench.scaling", "--out", str(tmp_path), *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=(lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if ignored else None)
     second_log = tmp_path / "logs" / "ddp-x1-trial0.log"
     deadline = time.monotonic() + 240
     while not (second_log.exists() and "warm-up" in second_log.read_text()):
@@ -167,7 +171,7 @@ def test_out_that_cannot_be_a_folder_is_one_line(tmp_path):
     (tmp_path / "file").write_text("")
     proc = sweep(tmp_path / "file" / "reports", "--gpus", "1", *TINY, timeout=120)
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
-    assert "Not a directory" in proc.stderr and "Traceback" not in proc.stderr
+    assert "file: is a file, not a folder" in proc.stderr and "Traceback" not in proc.stderr
 
 
 @pytest.mark.slow
@@ -194,7 +198,8 @@ def test_empty_cuda_visible_devices(tmp_path):
     assert proc.stderr.strip() == "python -m mgpu_core: error: device: cuda requested but no CUDA device is visible"
     swept = subprocess.run([sys.executable, "-m", "bench.scaling", "--out", str(tmp_path), "--gpus", "1",
                             "--modes", "dp", *TINY], env=env, capture_output=True, text=True, timeout=120)
-    assert swept.returncode == 0 and "no GPU in use" in swept.stdout
+    assert swept.returncode == 1 and "no GPU in use" in swept.stdout  # nothing measured: dp was skipped
+    assert swept.stderr.strip().splitlines()[-1].startswith("python -m bench.scaling: error: nothing measured")
     [skipped] = read_records(tmp_path / "results.jsonl")
     assert skipped["status"] == "skipped" and skipped["error"] == "dp needs CUDA devices; none visible"
     refused = sweep(tmp_path / "cuda", "--gpus", "1", "--device", "cuda", *TINY, env=env, timeout=120)
