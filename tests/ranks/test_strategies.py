@@ -79,15 +79,18 @@ def test_compression_hooks_stay_within_a_stated_distance(small_synthetic, tmp_pa
             ("bf16", {"mode": "ddp", "batch_size": 16, "ddp_comm_hook": "bf16"}),
             ("fp16", {"mode": "ddp", "batch_size": 16, "ddp_comm_hook": "fp16"}),
             ("powersgd", {"mode": "ddp", "batch_size": 16, "ddp_comm_hook": "powersgd"}),
-            ("powersgd-cold", {"mode": "ddp", "batch_size": 16, "ddp_comm_hook": "powersgd", "warmup_steps": 0})]
+            ("powersgd-cold", {"mode": "ddp", "batch_size": 16, "ddp_comm_hook": "powersgd", "warmup_steps": 0}),
+            ("powersgd-cold-again", {"mode": "ddp", "batch_size": 16, "ddp_comm_hook": "powersgd", "warmup_steps": 0})]
     [rank0, _] = run_ranks(_train, 2, tmp_path, runs, small_synthetic)
-    # Warm-up puts PowerSGD's state (error feedback, warm-start factors, step count) back too. Bitwise equal on a
-    # Xeon with AMX; on an AMD EPYC the two runs differ by up to 2e-5 absolute (relative L2 < 1e-4 per tensor):
-    # PowerSGD's orthogonalization amplifies last-bit differences of the CPU kernels. The bound is 10x the largest
-    # difference seen there.
-    cold, warm = rank0["powersgd-cold"][1], rank0["powersgd"][1]
+    # Warm-up puts PowerSGD's state (error feedback, warm-start factors, step count) back too, so a warm run trains
+    # as a cold one does. PowerSGD itself is not bitwise repeatable everywhere: on an AMD EPYC, two cold runs agree
+    # bitwise on a quiet machine but differ by up to 3e-4 (relative L2 per tensor) beside a CPU burner, where plain
+    # DDP stays bitwise equal. So warm is held to 10x what two cold runs differ by here, at least 1e-3 (10x the
+    # largest quiet difference seen).
+    cold, warm, again = (rank0[n][1] for n in ("powersgd-cold", "powersgd", "powersgd-cold-again"))
+    repeat = max(float((again[n] - t).norm() / t.norm()) for n, t in cold.items())
     for name, tensor in cold.items():
-        assert (warm[name] - tensor).norm() / tensor.norm() < 1e-3, name
+        assert (warm[name] - tensor).norm() / tensor.norm() < max(1e-3, 10 * repeat), (name, repeat)
     plain = rank0["plain"][1]
     for hook, bound in (("bf16", 0.05), ("fp16", 0.01)):
         for name, tensor in rank0[hook][1].items():
