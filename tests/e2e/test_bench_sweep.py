@@ -44,7 +44,10 @@ def test_sweep_end_to_end_then_resume(tmp_path):
     cells = ddp2_line.split("|")
     assert len(cells) == len(header)
     predicted = cells[header.index(" predicted point [no overlap-overlap] ")].strip()
-    assert re.match(r"[\d.]+x \[[\d.]+-[\d.]+x\]", predicted), predicted  # the point and the band are filled in
+    # the point and the band, or, where this tiny run's baseline was slower than the ranks' compute allows, the
+    # refusal with its reason (never a bare number above the ideal)
+    assert re.match(r"[\d.]+x \[[\d.]+-[\d.]+x\]", predicted) or re.match(
+        r"refused: predicted up to [\d.]+x, above the ideal 2x", predicted), predicted
     assert ddp2["prediction"]["predicted_epoch_s"] > 0 and ddp2["predicted_epoch_s"] > 0  # made before it ran
     assert ddp2["prediction"]["comm_timestamp"] < ddp2["provenance"]["timestamp"]
     assert "collectives x2 cpu: all-reduce of the model's gradients" in proc.stdout + proc.stderr
