@@ -122,7 +122,8 @@ def explain(rows, base, comm_records: list[dict], device_type: str, precision: s
             weak: bool, model: str = "simplecnn") -> dict[str, list[BandPoint]]:
     """Fill each row's `explanation` (rows: summary.Row, base: the 1-device single row or None; `batch` is per
     device under weak scaling, global under strong); return the predicted speedup band per mode over the measured
-    device counts and, extrapolated, up to twice the largest measured one."""
+    device counts and, extrapolated, up to twice the largest measured one (not on CPU, where ranks share the
+    cores)."""
     scaling = "weak" if weak else "strong"
 
     def step_batch(n: int) -> int:  # the global batch of one micro-batch; accumulation multiplies it below
@@ -130,7 +131,8 @@ def explain(rows, base, comm_records: list[dict], device_type: str, precision: s
 
     points, grad_bytes = comm_points(comm_records, device_type, precision,
                                      lambda n: device_batch(batch, n, scaling), model)
-    points = extrapolate(points, grad_bytes) if grad_bytes else {}
+    # CPU ranks share one host's cores: compute per rank at a count not measured is unknown, so no extrapolation
+    points = (extrapolate(points, grad_bytes) if device_type != "cpu" else points) if grad_bytes else {}
     base_step = base.explanation.step_time_s if base else None
     base_gb = step_batch(1)
     for row in rows:

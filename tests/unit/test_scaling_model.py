@@ -121,3 +121,7 @@ def test_summary_explains_rows_with_the_band_and_extrapolates():
     table = markdown_table(study)
     assert "| 2 cuda | ddp | ok | 5.50 [5.50-5.50] |" in table and "| 1.82-2.00x | inside |" in table
     assert summarize(records, Goal()).bands == {}  # no collective measurement: no band, and the verdict says so
+    # CPU processes share the host's cores: the band covers the measured counts only, no extrapolation
+    cpu_records = [r | {"device_type": "cpu"} for r in records]
+    cpu_comm = [c | {"device_type": "cpu"} for c in comm]
+    assert sorted(p.devices for p in summarize(cpu_records, Goal(), cpu_comm).bands["ddp"]) == [1, 2, 4]
