@@ -83,6 +83,7 @@ def _device_axis(ax, study: StudySummary, counts: list[int]) -> None:
     ax.set_xscale("log", base=2)
     ax.set_xticks(counts, [str(n) for n in counts])
     ax.minorticks_off()
+    ax.margins(x=0.1)  # room for the words of the configurations missing at the last count
     ax.set_xlabel(_unit(study))
 
 
