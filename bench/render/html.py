@@ -45,11 +45,15 @@ def image_tag(path: Path) -> str:
     return f'<img alt="{html.escape(path.stem)}" src="data:image/png;base64,{data}">'
 
 
+def slug(heading: str) -> str:
+    """A section's id: its heading in lower case, runs of other characters as one '-'."""
+    return re.sub(r"[^a-z0-9]+", "-", heading.lower()).strip("-")
+
+
 def section(heading: str, body: str) -> str:
     """One section of a page: <section id=slug> around its heading and body, so a later command (bench.predict)
     can replace it in place."""
-    slug = re.sub(r"[^a-z0-9]+", "-", heading.lower()).strip("-")
-    return f'<section id="{slug}"><h2>{html.escape(heading)}</h2>{body}</section>'
+    return f'<section id="{slug(heading)}"><h2>{html.escape(heading)}</h2>{body}</section>'
 
 
 STUDY_META = "mgpu-bench-study"
@@ -86,13 +90,11 @@ def put_section(path: Path, study: str, heading: str, body: str, before: str = "
     if f'<meta name="{STUDY_META}" content="{html.escape(study)}">' not in page:
         return False
     new = section(heading, body)
-    slug = new[len('<section id="'):new.index('"', len('<section id="'))]
-    old = re.search(rf'<section id="{slug}">.*?</section>', page, flags=re.S)
+    old = re.search(rf'<section id="{slug(heading)}">.*?</section>', page, flags=re.S)
     if old:
         page = page[:old.start()] + new + page[old.end():]
     else:
-        anchor = section(before, "")[:-len("</section>")].split("<h2>")[0]
-        at = page.find(anchor)
+        at = page.find(f'<section id="{slug(before)}">')
         at = at if at >= 0 else page.rindex("</body>")
         page = page[:at] + new + page[at:]
     with atomic_write(path) as f:
