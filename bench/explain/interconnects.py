@@ -225,9 +225,11 @@ class OnBaseline:
     """Epoch-time speedup against the single x1 epoch; None where refused."""
     band: tuple[float, float] | None
     """(no overlap, full overlap) on the same baseline."""
-    epoch_s: float | None
+    epoch_s: float
+    """The predicted epoch: the baseline's steps (per the batch) x the predicted step; it stands where the speedup is
+    refused, since it does not depend on the baseline's measured time."""
     refused: str | None
-    """Why the row is no prediction (above the ideal beyond the baseline's noise), else None."""
+    """Why the speedup is no prediction (above the ideal beyond the baseline's noise), else None."""
 
 
 def on_baseline(row: ScaledRow, t1_s: float, base_epoch_s: float, base_steps: float,
@@ -235,13 +237,13 @@ def on_baseline(row: ScaledRow, t1_s: float, base_epoch_s: float, base_steps: fl
     """`row` (a speedup N x t1 / T_N, or t1 / T_N under strong scaling, against one rank's compute-only step `t1_s`)
     against the single x1 run instead: scaled by its measured step / t1, so the predicted epoch is the baseline's
     steps (per the batch) x the predicted N-device step. A band reaching above the ideal N (beyond 2x the baseline's
-    noise, bench.explain.plausibility.refused_prediction) is refused, never shown as a prediction."""
+    noise, bench.explain.plausibility.refused_prediction) is refused, never shown as a prediction; the epoch stands."""
     if row.devices == 1:
         return OnBaseline(row, 1.0, (1.0, 1.0), base_epoch_s, None)
     scale = base_epoch_s / base_steps / t1_s
     speedup = row.speedup * scale
     refused = refused_prediction(row.band_speedup[1] * scale, row.devices, base_noise)
     if refused:
-        return OnBaseline(row, None, None, None, refused)
+        return OnBaseline(row, None, None, base_epoch_s / speedup, refused)
     return OnBaseline(row, speedup, (row.band_speedup[0] * scale, row.band_speedup[1] * scale),
                       base_epoch_s / speedup, None)

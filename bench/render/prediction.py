@@ -48,7 +48,7 @@ def table(series: dict[str, list[OnBaseline]], measured: dict[int, Measured], ac
         for p in rows:
             r = p.row
             mark = " (extrapolated)" if r.extrapolated else ""
-            cells = ([f"{p.refused}", "-", "-", "-"] if p.speedup is None else
+            cells = ([f"{p.refused}", f"{p.epoch_s:.2f}", "-", "-"] if p.speedup is None else
                      [f"{p.speedup:.2f}x", f"{p.epoch_s:.2f}", f"{p.speedup / r.devices:.0%}",
                       f"{p.band[0]:.2f}-{p.band[1]:.2f}x"])
             lines.append(f"| {r.devices}{mark} | {name} | " + " | ".join(cells)

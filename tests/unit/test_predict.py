@@ -156,6 +156,7 @@ def test_a_prediction_above_the_ideal_on_the_studys_baseline_is_refused():
     assert fair.refused is None and fair.speedup == pytest.approx(row.speedup) and fair.speedup <= 4
     slow_base = on_baseline(row, PROFILE.step_s, 2 * PROFILE.step_s * base_steps, base_steps, 0.01)
     assert slow_base.speedup is None and "above the ideal 4x" in slow_base.refused
+    assert slow_base.epoch_s == pytest.approx(fair.epoch_s)  # the predicted epoch stands: it needs no baseline time
     one = on_baseline(predict_count(PROFILE, 1, Link(1e9, 1e-5, "t"), 25 << 20, "weak", 2),
                               PROFILE.step_s, 7.0, base_steps, None)
     assert (one.speedup, one.epoch_s) == (1.0, 7.0)  # one device is the baseline itself
