@@ -287,7 +287,7 @@ def test_report_and_sweep_paths_and_flags_are_one_line(tmp_path):
     results = tmp_path / "results.jsonl"
     append_record(results, record("single", 1, [1.0]))
     (tmp_path / "file").write_text("")
-    for args, text in ((["--out", str(tmp_path / "file")], "file: File exists"),
+    for args, text in ((["--out", str(tmp_path / "file")], "file: is a file, not a folder"),
                        (["--out", "/proc/mgpu"], "/proc/mgpu"),
                        (["--min-time-cut", "100"], "min_time_cut: must be a percentage in [0, 100)"),
                        (["--min-val-acc", "nan"], "min_val_acc: must be a percentage")):
