@@ -4,10 +4,10 @@ collective smoke, SyncBatchNorm on a model without BatchNorm, DataParallel's rep
 batch's shape, the profile's regions, the GPU peak table, provenance of TF32 and NCCL, and DDP's teardown order."""
 
 import json
+import mmap
 import threading
 import weakref
 
-import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -51,9 +51,12 @@ def test_gradient_sync_looks_through_torch_compile(no_torchrun):
 
 
 def test_peak_memory_restarts_and_the_resident_dataset_is_reported_apart(small_synthetic):
-    big = np.ones(64 * 2**20 // 8)  # 64 MiB, touched
+    # An anonymous mapping of its own: an array from malloc may reuse heap pages already resident in this
+    # long-lived test process, and freeing it may return nothing to the OS (the CI failure of stop 26).
+    big = mmap.mmap(-1, 64 * 2**20)
+    big.write(b"\x01" * len(big))  # touched: resident
     before = peak_memory_bytes(CPU_ENV)
-    del big
+    big.close()  # munmap
     reset_peak_memory(CPU_ENV)
     assert peak_memory_bytes(CPU_ENV) < before - 32 * 2**20
     with process_group(TrainConfig(**CPU)) as env:
