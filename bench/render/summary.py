@@ -78,9 +78,9 @@ class StudySummary:
     device_type: str
     device_name: str
     dataset: str
-    batch_per_device: int
-    """The batch per device of the record the settings were read from (under strong scaling it depends on that
-    record's device count: see `batch`)."""
+    batch: int
+    """The batch the study holds fixed (bench.records.study.study_batch): per device under weak scaling, the global
+    batch (of one micro-batch) under strong scaling; a configuration's own is device_batch(batch, devices)."""
     scaling: str
     precision: str
     recipe: str
@@ -103,9 +103,6 @@ class StudySummary:
     notices: list[str] = field(default_factory=list)
     """What the reader must know before trusting the table (bench.render.trust): noisy rows, baseline drift,
     suspect rows, refused predictions, the sweep's order."""
-    batch: int = 0
-    """The batch the study holds fixed (bench.records.study.study_batch): per device under weak scaling, the global
-    batch (of one micro-batch) under strong scaling."""
 
     @property
     def accuracy_claimed(self) -> bool:
@@ -239,7 +236,7 @@ def summarize(records: list[dict], goal: Goal, comm_records: list[dict] = ()) ->
     study = StudySummary(rows=rows, device_type=sample.get("device_type", "?"),
                   device_name=sample.get("device_name") or "?",
                   dataset=(sample.get("dataset") or {}).get("name", cfg.get("dataset", "?")),
-                  batch_per_device=sample.get("batch_per_device", 0), scaling=sample.get("scaling", "?"),
+                  scaling=sample.get("scaling", "?"),
                   precision=cfg.get("precision", "?"), recipe=cfg.get("recipe", "?"),
                   lr_scaling=cfg.get("lr_scaling", "?"), epochs=cfg.get("epochs", 0), goal=goal,
                   train_samples=cfg.get("train_samples"), pipeline=cfg.get("pipeline", "?"),
