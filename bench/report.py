@@ -14,6 +14,7 @@ from bench.records.comm import read_comm
 from bench.records.files import COMM_FILE, REPORT_FILE, RESULTS_FILE, SUMMARY_FILE
 from bench.records.pooling import pool
 from bench.records.results import ResultsError, read_records
+from bench.records.study_provenance import study_provenance
 from bench.render.html import markdown_table_to_html, paragraphs, write_html
 from bench.render.plots import render, render_comm
 from bench.render.prediction import prediction_sections
@@ -30,13 +31,6 @@ from bench.render.summary import (
 )
 from mgpu_core.cli_args import OneLineErrorParser, add_config_arguments, config_from_args
 from mgpu_core.files import make_out_dir
-
-
-def _provenance(record: dict) -> dict:
-    """The newest record's provenance, saying whose it is: its seed is that record's (seed + trial), which for the
-    closing baseline is not the study's --seed."""
-    whose = f"{record['mode']} x{record['devices']} trial {record['trial']} (the newest record; each carries its own)"
-    return {"record": whose, **record["provenance"]}
 
 
 def write_report(records: list[dict], out: Path, goal: Goal, log: Callable[[str], None] = print,
@@ -56,7 +50,7 @@ def write_report(records: list[dict], out: Path, goal: Goal, log: Callable[[str]
                         + paragraphs([PREDICTED_NOTE, *overlap_lines(summary)])),
                        ("Verdicts", paragraphs(verdict_lines(summary))),
                        *(prediction_sections(out, chosen[0]["study"]) if chosen else [])],
-                      paths, _provenance(chosen[-1]) if chosen else None, study=chosen[0]["study"] if chosen else None)
+                      paths, study_provenance(chosen) if chosen else None, study=chosen[0]["study"] if chosen else None)
     log(f"\n{summary.title}\n\n" + "".join(f"{line}\n" for line in summary.notices)
         + f"\n{markdown_table(summary)}\n")
     log("wrote " + ", ".join(str(p) for p in [out / SUMMARY_FILE, *paths, page]))

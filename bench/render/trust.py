@@ -6,6 +6,7 @@ configurations ran. The rules and thresholds are bench.explain.plausibility's; t
 from __future__ import annotations
 
 from bench.explain.plausibility import NOISY_CPU_SHARE, SUPERLINEAR_FLAG, drift, noisy, superlinear
+from bench.records.study_provenance import mixed_software
 from bench.records.units import plural
 
 
@@ -69,7 +70,8 @@ def _baseline_records(study, records: list[dict]) -> list[dict]:
 
 def conclude(study, records: list[dict] = ()) -> None:
     """StudySummary.notices: counts of noisy, oversubscribed and suspect rows, refused predictions, baseline drift
-    (first against closing measurement), and the order the configurations ran in."""
+    (first against closing measurement), records measured by different software, and the order the configurations
+    ran in."""
     measured = [r for r in study.rows if r.epoch_time_s]
     notices = []
     noisy_rows = [r for r in measured if any(f.startswith("noisy") for f in r.flags)]
@@ -94,6 +96,9 @@ def conclude(study, records: list[dict] = ()) -> None:
         moved = drift([v for r in base[:-1] for v in r["samples_per_s"]], base[-1]["samples_per_s"])
         if moved:
             notices.append(moved)
+    mixed = mixed_software(records)
+    if mixed:
+        notices.append(mixed)
     orders = {(r.get("design") or {}).get("order_seed") for r in records if r.get("design")}
     orders.discard(None)
     if orders:

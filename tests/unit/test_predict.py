@@ -239,8 +239,8 @@ def test_report_html_says_what_the_predicted_column_is_relative_to_as_summary_md
     notes = [PREDICTED_NOTE, *(line.removeprefix("- ") for line in summary.splitlines()
                                if line.startswith(("The point and its band", "- ddp x")))]
     assert PREDICTED_NOTE in summary and all(note in page for note in notes)
-    # the provenance shown is one record's: the page says whose (its seed is seed + trial, not the study's --seed)
-    assert '"record": "ddp x2 trial 0 (the newest record; each carries its own)"' in page
+    # the provenance shown is the study's: how many records, and what they share
+    assert '"records": 2' in page and '"shared": {' in page
 
 
 def test_nccl_tests_wrong_results_are_refused_and_an_unchecked_run_is_read():
