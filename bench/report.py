@@ -37,14 +37,15 @@ def write_report(records: list[dict], out: Path, goal: Goal, log: Callable[[str]
                  study: str | None = None, comm_records: list[dict] = ()) -> StudySummary:
     """Print the table, write <out>/summary.md and the plots, for `study` (default: that of the newest record),
     explained by the collective measurements in `comm_records`."""
-    chosen = select_study(records, warn=log, study=study)
+    left_out: list[str] = []  # the notice naming other studies in the files goes on the page too
+    chosen = select_study(records, warn=lambda line: (log(line), left_out.append(line)), study=study)
     summary = summarize(chosen, goal, comm_records)
     paths = render(summary, out)
     if comm_records:
         paths.append(render_comm(comm_records, out))
     (out / SUMMARY_FILE).write_text(markdown_summary(summary, [p.name for p in paths]))
     page = write_html(out / REPORT_FILE, summary.title,
-                      [("Goal", paragraphs([*summary.notices, goal_line(summary),
+                      [("Goal", paragraphs([*left_out, *summary.notices, goal_line(summary),
                                                  *([summary.topology] if summary.topology else [])])),
                        ("Results", markdown_table_to_html(markdown_table(summary))
                         + paragraphs([PREDICTED_NOTE, *overlap_lines(summary)])),

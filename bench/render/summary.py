@@ -151,7 +151,8 @@ def select_study(records: list[dict], warn: Callable[[str], None] = print, study
     others = {r["study"] for r in records} - {study}
     if others:
         warn(f"notice: {plural(len(others), 'other study', 'other studies')} in these results "
-             f"({', '.join(sorted(others))}) left out; showing study {study}")
+             f"({', '.join(sorted(others))}) left out; showing study {study} (python -m bench.report with "
+             "--study ID draws another)")
     return [r for r in records if r["study"] == study]
 
 

@@ -51,3 +51,15 @@ def test_the_report_page_shows_the_studys_block_not_one_records(tmp_path):
     assert '"records": 4' in provenance and '"def": 1' in provenance
     assert '"last": "2026-11-30T18:03:00+00:00"' in provenance
     assert "mixed software: the records of this study" in page
+
+
+def test_a_page_of_a_folder_holding_two_studies_names_the_other_and_how_to_draw_it(tmp_path):
+    from bench.report import main as report_main
+    first = record("single", 1, [1.0], epochs=3, timestamp="2026-11-28T01:00:00+00:00")
+    second = record("single", 1, [1.0], epochs=2, timestamp="2026-11-28T02:00:00+00:00")
+    for rec in (first, second):
+        append_record(tmp_path / "results.jsonl", rec)
+    assert report_main([str(tmp_path), "--out", str(tmp_path / "r")]) == 0
+    page = html.unescape((tmp_path / "r" / "report.html").read_text())
+    assert f"1 other study in these results ({first['study']}) left out; showing study {second['study']}" in page
+    assert "--study ID draws another" in page
