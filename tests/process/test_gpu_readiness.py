@@ -53,12 +53,16 @@ def test_gradient_sync_looks_through_torch_compile(no_torchrun):
 def test_peak_memory_restarts_and_the_resident_dataset_is_reported_apart(small_synthetic):
     # An anonymous mapping of its own: an array from malloc may reuse heap pages already resident in this
     # long-lived test process, and freeing it may return nothing to the OS (the CI failure of stop 26).
+    def rss_bytes() -> int:
+        return next(int(line.split()[1]) * 1024 for line in open("/proc/self/status") if line.startswith("VmRSS:"))
+
     big = mmap.mmap(-1, 64 * 2**20)
     big.write(b"\x01" * len(big))  # touched: resident
-    before = peak_memory_bytes(CPU_ENV)
+    before, rss_with = peak_memory_bytes(CPU_ENV), rss_bytes()
     big.close()  # munmap
     reset_peak_memory(CPU_ENV)
-    assert peak_memory_bytes(CPU_ENV) < before - 32 * 2**20
+    after, rss_without = peak_memory_bytes(CPU_ENV), rss_bytes()
+    assert after < before - 32 * 2**20, f"peak {before} -> {after} bytes; resident {rss_with} -> {rss_without}"
     with process_group(TrainConfig(**CPU)) as env:
         device = train_and_evaluate(TrainConfig(**CPU), env, small_synthetic, log=lambda _: None)[0]
         loader = train_and_evaluate(TrainConfig(**CPU, pipeline="dataloader", workers=0), env, small_synthetic,
