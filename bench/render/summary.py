@@ -102,7 +102,7 @@ class StudySummary:
     persistent_workers: bool = False
     notices: list[str] = field(default_factory=list)
     """What the reader must know before trusting the table (bench.render.trust): noisy rows, baseline drift,
-    suspect rows, refused predictions, the sweep's order."""
+    suspect rows, refused predictions, records of mixed software, the sweep's order."""
 
     @property
     def accuracy_claimed(self) -> bool:
