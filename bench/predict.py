@@ -97,7 +97,9 @@ def study_inputs(path: Path) -> dict:
             "base_steps": statistics.median(s for r in single for s in r["steps_per_epoch"]),
             "profile_1": profile_of(newest).scaled(newest["compute_step_1_s"] * single[-1]["global_batch"] / batch_1),
             "bucket_bytes": (ddp[-1]["train_config"]["ddp_bucket_mb"] if ddp else 25.0) * 2**20,
-            "scaling": single[-1]["scaling"], "largest": max(r["devices"] for r in records),
+            "scaling": single[-1]["scaling"],
+            # measured: a skipped or failed count measured nothing to extrapolate from
+            "largest": max(r["devices"] for r in records if r["status"] == "ok"),
             "measured": measured, "comm": newest, "title": study.title, "compute_at": per_count,
             "study": records[0]["study"], "base_noise": base_noise, "comm_threads": newest.get("threads"),
             "base_threads": single[-1]["provenance"].get("torch_threads")}
