@@ -57,6 +57,7 @@ from bench.render.prediction import PREDICTION_HEADING, plot, prediction_body, t
 from bench.render.summary import select_study, summarize
 from mgpu_core.cli_args import OneLineErrorParser
 from mgpu_core.files import atomic_write, make_out_dir
+from mgpu_core.names import MAX_DEVICES
 
 PREDICT_FILES = (PREDICT_TABLE_FILE, PREDICT_PLOT_FILE, PREDICT_PAGE_FILE, PREDICT_FILE)
 
@@ -147,10 +148,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         counts = sorted({int(n) for n in args.devices.split(",")})
-        if not counts or counts[0] < 1:
+        if not counts or counts[0] < 1 or counts[-1] > MAX_DEVICES:
             raise ValueError
     except ValueError:
-        parser.error(f"--devices: a comma list of counts >= 1 (got {args.devices!r})")
+        parser.error(f"--devices: a comma list of counts from 1 to {MAX_DEVICES} (got {args.devices!r})")
     if (args.busbw is None) != (args.latency is None):
         parser.error("--busbw and --latency go together")
     if args.gpus_per_node is not None and args.gpus_per_node < 1:
