@@ -168,6 +168,12 @@ def _latest_per_key(records: list[dict]) -> list[dict]:
     return list(chosen.values())
 
 
+def _trained_from(cfg: dict, record: dict) -> int | None:
+    """The training subset's size: --train-samples, or what the dataset held where that is fewer (None: no subset)."""
+    asked, held = cfg.get("train_samples"), (record.get("dataset") or {}).get("train_samples")
+    return min(asked, held) if asked and held else asked
+
+
 def _median(values: list[float]) -> float | None:
     return statistics.median(values) if values else None
 
@@ -242,7 +248,7 @@ def summarize(records: list[dict], goal: Goal, comm_records: list[dict] = ()) ->
                   batch_per_device=sample.get("batch_per_device", 0), scaling=sample.get("scaling", "?"),
                   precision=cfg.get("precision", "?"), recipe=cfg.get("recipe", "?"),
                   lr_scaling=cfg.get("lr_scaling", "?"), epochs=cfg.get("epochs", 0), goal=goal,
-                  train_samples=cfg.get("train_samples"), pipeline=cfg.get("pipeline", "?"),
+                  train_samples=_trained_from(cfg, sample), pipeline=cfg.get("pipeline", "?"),
                   persistent_workers=cfg.get("persistent_workers", False), model=sample.get("model", "simplecnn"),
                   parameters=sample.get("parameters"), gradient_bytes=sample.get("gradient_bytes"),
                   peak_tflops=sample.get("peak_tflops"),
