@@ -44,6 +44,8 @@ def write_report(records: list[dict], out: Path, goal: Goal, log: Callable[[str]
     """Print the table, write <out>/summary.md and the plots, for `study` (default: that of the newest record),
     explained by the collective measurements in `comm_records`."""
     chosen = select_study(records, warn=log, study=study)
+    # this study's collectives (or ones that name no study: bench.comm run by hand), never another study's in the folder
+    comm_records = [r for r in comm_records if r.get("study") in (None, chosen[0]["study"] if chosen else None)]
     summary = summarize(chosen, goal, comm_records)
     paths = render(summary, out)
     if comm_records:
