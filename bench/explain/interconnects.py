@@ -9,6 +9,7 @@ near the link's rate at any n, which is why it is the figure that carries over t
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 
@@ -75,22 +76,27 @@ _UNITS = {"": 1, "k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12}
 
 
 def parse_bandwidth(text: str) -> float:
-    """'370GB/s' or '400Gbit/s' -> bytes per second; ValueError otherwise."""
+    """'370GB/s' or '400Gbit/s' -> bytes per second; ValueError otherwise (also zero, or an overflow to inf)."""
     match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kKmMgGtT]?)(B|bit|b)/s\s*", text)
     if not match:
         raise ValueError(f"bandwidth {text!r}: write it as 370GB/s or 400Gbit/s")
     value = float(match[1]) * _UNITS[match[2].lower()]
     if value <= 0:  # a zero bandwidth divides every collective's time by zero
         raise ValueError(f"bandwidth {text!r}: must be above zero")
+    if not math.isfinite(value):  # hundreds of digits overflow to inf
+        raise ValueError(f"bandwidth {text!r}: must be finite")
     return value if match[3] == "B" else value / 8
 
 
 def parse_duration(text: str) -> float:
-    """'10us', '0.5ms', '2e-5s' -> seconds; ValueError otherwise."""
+    """'10us', '0.5ms', '2e-5s' -> seconds; ValueError otherwise (also where it overflows to inf)."""
     match = re.fullmatch(r"\s*(\d+(?:\.\d+)?(?:e-?\d+)?)\s*(s|ms|us|ns)\s*", text)
     if not match:
         raise ValueError(f"latency {text!r}: write it as 10us, 0.5ms or 2e-5s")
-    return float(match[1]) * {"s": 1, "ms": 1e-3, "us": 1e-6, "ns": 1e-9}[match[2]]
+    value = float(match[1]) * {"s": 1, "ms": 1e-3, "us": 1e-6, "ns": 1e-9}[match[2]]
+    if not math.isfinite(value):  # 1e400s overflows to inf, which no replay can take
+        raise ValueError(f"latency {text!r}: must be finite")
+    return value
 
 
 @dataclass(frozen=True)
