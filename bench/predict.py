@@ -171,6 +171,8 @@ def main(argv: list[str] | None = None) -> int:
                 text = args.nccl_tests.read_text()
             except OSError as exc:
                 raise PredictError(f"{args.nccl_tests}: {exc.strerror}") from None
+            except UnicodeDecodeError:
+                raise PredictError(f"{args.nccl_tests}: not text (all_reduce_perf's printed output)") from None
             try:
                 link = link_from_nccl(parse_nccl_tests(text), str(args.nccl_tests))
             except ValueError as exc:  # the fit's message may start with the path already

@@ -313,3 +313,13 @@ def test_a_count_that_was_skipped_or_failed_is_not_the_largest_measured(tmp_path
     out = capsys.readouterr().out
     assert "| 32 (extrapolated) | nvlink4 |" in out and "| 16 | nvlink4 |" in out
     assert "the largest measured (2)" in out
+
+
+def test_an_nccl_tests_file_that_is_not_text_is_one_line_naming_it(tmp_path, capsys):
+    study = _study(tmp_path)
+    binary = tmp_path / "all_reduce_perf.bin"
+    binary.write_bytes(b"\xff\xfe\x00binary")
+    with pytest.raises(SystemExit) as exit_:
+        predict.main([str(study), "--nccl-tests", str(binary)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_.value.code == 2 and len(err) == 1 and str(binary) in err[0] and "not text" in err[0]
