@@ -120,6 +120,8 @@ def validated_error(path: Path | None) -> str:
     """'validated MAPE x% (largest y%) over n cells of bench.validate' from validate.jsonl, or 'accuracy unknown'."""
     if path is None:
         return "accuracy unknown (no --validation)"
+    if not path.exists():
+        raise PredictError(f"{path}: no such file (bench.validate's validate.jsonl)")
     cells = [c for c in read_jsonl(path, lambda _: None) if isinstance(c, dict) and c.get("status") == "ok"]
     # A cell without a finite relative error (another file's records, a hand edit) is no validation.
     errors = [abs(e) for c in cells if isinstance(e := c.get("error"), int | float) and not isinstance(e, bool)

@@ -323,3 +323,11 @@ def test_an_nccl_tests_file_that_is_not_text_is_one_line_naming_it(tmp_path, cap
         predict.main([str(study), "--nccl-tests", str(binary)])
     err = capsys.readouterr().err.strip().splitlines()
     assert exit_.value.code == 2 and len(err) == 1 and str(binary) in err[0] and "not text" in err[0]
+
+
+def test_a_validation_file_that_is_not_there_says_so(tmp_path, capsys):
+    study = _study(tmp_path)
+    with pytest.raises(SystemExit) as exit_:
+        predict.main([str(study), "--validation", str(tmp_path / "valdiate.jsonl")])  # a typo
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_.value.code == 2 and len(err) == 1 and "valdiate.jsonl: no such file" in err[0]
