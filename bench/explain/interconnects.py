@@ -113,7 +113,11 @@ def parse_nccl_tests(text: str) -> NcclTable:
     or the '#  Rank' lines give the device count); each data line is size, count, type, redop, [root,] then
     out-of-place time (us), algbw, busbw (GB/s), #wrong, and the same in place. The out-of-place columns are read;
     #wrong may be 'N/A' or -1 (no data check). ValueError naming the line where it is malformed, where #wrong counts
-    wrong results, or when the table is empty."""
+    wrong results, where it is another test's (redop 'none', or a 'Collective test starting:' header naming it), or
+    when the table is empty."""
+    test = re.search(r"^#\s*Collective test starting:\s*(\S+)", text, flags=re.M)
+    if test and test[1] != "all_reduce_perf":
+        raise ValueError(f"{test[1]} output, not all_reduce_perf's (the link is fitted to all-reduce times)")
     ranks = len(re.findall(r"^#\s+Rank\s+\d+", text, flags=re.M))
     header = re.search(r"nGpus\s+(\d+)", text)
     threads = re.search(r"nThread\s+(\d+)", text)
@@ -128,6 +132,9 @@ def parse_nccl_tests(text: str) -> NcclTable:
             continue
         if len(tokens) < 12:
             raise ValueError(f"line {number}: {plural(len(tokens), 'column')}, nccl-tests writes at least 12")
+        if tokens[3] == "none":  # all_gather_perf, broadcast_perf: no reduction; all-reduce always has one
+            raise ValueError(f"line {number}: redop 'none': not all_reduce_perf output (all_gather_perf?); the link "
+                             "is fitted to all-reduce times")
         try:
             size = int(tokens[0])
             # #wrong (4th and 8th of the last 8): 'N/A' or -1 where nccl-tests ran without its data check (-c 0)
