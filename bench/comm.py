@@ -24,6 +24,7 @@ from bench.records.files import COMM_FILE
 from bench.records.results import ResultsError, append_record
 from bench.records.units import plural
 from bench.render.plots import render_comm
+from bench.run.comm_memory import comm_memory_error
 from bench.run.handoff import Relay, run_child
 from bench.run.launch import child_command
 from bench.run.nodes import Rendezvous
@@ -94,6 +95,9 @@ def launch_all(cfg: TrainConfig, comm: CommConfig, out: Path, command_line: list
     if not [n for n in counts if n <= visible]:  # measuring nothing is not a success
         unit = "GPUs" if device_type == "cuda" else "CPU processes (usable cores)"
         raise ConfigError(f"gpus: no count of {','.join(map(str, counts))} fits this machine: {visible} {unit}")
+    too_big = comm_memory_error(comm.max_bytes, max(n for n in counts if n <= visible), device_type, "--max-bytes")
+    if too_big:
+        raise ConfigError(too_big)
     results = []
     for n in counts:
         if n > visible:

@@ -13,9 +13,10 @@ from pathlib import Path
 from torch.distributed.elastic.multiprocessing.errors import record
 
 from bench.explain.goal import Goal
-from bench.records.results import append_record, make_record
+from bench.records.results import ResultsError, append_record, make_record
 from bench.records.study import SCALINGS
 from bench.run.provenance import collect
+from bench.scaling import check_results_file
 from mgpu_core.cli import build_parser, run_configuration
 from mgpu_core.cli_args import add_config_arguments, config_from_args
 from mgpu_core.config import TrainConfig
@@ -33,6 +34,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     cfg = config_from_args(TrainConfig, args, parser)
     goal = config_from_args(Goal, args, parser)
+    try:  # a file it cannot extend (a link, a folder, undecodable) is refused before anything trains, as the sweep does
+        check_results_file(args.results)
+    except ResultsError as exc:
+        parser.error(str(exc).replace("use another --out", "give another --results"))
 
     def append(result, env) -> None:
         if env.is_main:

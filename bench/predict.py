@@ -57,6 +57,7 @@ from bench.render.prediction import PREDICTION_HEADING, plot, prediction_body, t
 from bench.render.summary import select_study, summarize
 from mgpu_core.cli_args import OneLineErrorParser
 from mgpu_core.files import atomic_write, make_out_dir
+from mgpu_core.names import MAX_DEVICES
 
 PREDICT_FILES = (PREDICT_TABLE_FILE, PREDICT_PLOT_FILE, PREDICT_PAGE_FILE, PREDICT_FILE)
 
@@ -97,7 +98,9 @@ def study_inputs(path: Path) -> dict:
             "base_steps": statistics.median(s for r in single for s in r["steps_per_epoch"]),
             "profile_1": profile_of(newest).scaled(newest["compute_step_1_s"] * single[-1]["global_batch"] / batch_1),
             "bucket_bytes": (ddp[-1]["train_config"]["ddp_bucket_mb"] if ddp else 25.0) * 2**20,
-            "scaling": single[-1]["scaling"], "largest": max(r["devices"] for r in records),
+            "scaling": single[-1]["scaling"],
+            # measured: a skipped or failed count measured nothing to extrapolate from
+            "largest": max(r["devices"] for r in records if r["status"] == "ok"),
             "measured": measured, "comm": newest, "title": study.title, "compute_at": per_count,
             "study": records[0]["study"], "base_noise": base_noise, "comm_threads": newest.get("threads"),
             "base_threads": single[-1]["provenance"].get("torch_threads")}
@@ -117,6 +120,8 @@ def validated_error(path: Path | None) -> str:
     """'validated MAPE x% (largest y%) over n cells of bench.validate' from validate.jsonl, or 'accuracy unknown'."""
     if path is None:
         return "accuracy unknown (no --validation)"
+    if not path.exists():
+        raise PredictError(f"{path}: no such file (bench.validate's validate.jsonl)")
     cells = [c for c in read_jsonl(path, lambda _: None) if isinstance(c, dict) and c.get("status") == "ok"]
     # A cell without a finite relative error (another file's records, a hand edit) is no validation.
     errors = [abs(e) for c in cells if isinstance(e := c.get("error"), int | float) and not isinstance(e, bool)
@@ -145,10 +150,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         counts = sorted({int(n) for n in args.devices.split(",")})
-        if not counts or counts[0] < 1:
+        if not counts or counts[0] < 1 or counts[-1] > MAX_DEVICES:
             raise ValueError
     except ValueError:
-        parser.error(f"--devices: a comma list of counts >= 1 (got {args.devices!r})")
+        parser.error(f"--devices: a comma list of counts from 1 to {MAX_DEVICES} (got {args.devices!r})")
     if (args.busbw is None) != (args.latency is None):
         parser.error("--busbw and --latency go together")
     if args.gpus_per_node is not None and args.gpus_per_node < 1:
@@ -168,6 +173,8 @@ def main(argv: list[str] | None = None) -> int:
                 text = args.nccl_tests.read_text()
             except OSError as exc:
                 raise PredictError(f"{args.nccl_tests}: {exc.strerror}") from None
+            except UnicodeDecodeError:
+                raise PredictError(f"{args.nccl_tests}: not text (all_reduce_perf's printed output)") from None
             try:
                 link = link_from_nccl(parse_nccl_tests(text), str(args.nccl_tests))
             except ValueError as exc:  # the fit's message may start with the path already

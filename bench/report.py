@@ -39,6 +39,8 @@ def write_report(records: list[dict], out: Path, goal: Goal, log: Callable[[str]
     explained by the collective measurements in `comm_records`."""
     left_out: list[str] = []  # the notice naming other studies in the files goes on the page too
     chosen = select_study(records, warn=lambda line: (log(line), left_out.append(line)), study=study)
+    # this study's collectives (or ones that name no study: bench.comm run by hand), never another study's in the folder
+    comm_records = [r for r in comm_records if r.get("study") in (None, chosen[0]["study"] if chosen else None)]
     summary = summarize(chosen, goal, comm_records)
     paths = render(summary, out)
     if comm_records:

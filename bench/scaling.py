@@ -172,6 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from bench.report import write_report
+    from bench.run.comm_memory import comm_memory_error
     from bench.run.node_schedule import NodeScheduleError
     from bench.run.sweep import Sweep
     from mgpu_core.distributed import usable_cores
@@ -194,6 +195,11 @@ def main(argv: list[str] | None = None) -> int:
             cells = plan(PlanInput(base, device_type, sweep.gpus or default_counts(visible, usable_cores()),
                                    sweep.modes, sweep.trials, sweep.scaling, axes, visible, usable_cores(),
                                    nodes.nnodes, per_node, sweep.order_seed, sweep.closing_baseline))
+            too_big = sweep.comm and comm_memory_error(sweep.comm_max_bytes, min(per_node, max(
+                (c.devices for c in cells if c.skip is None and c.mode != "single"), default=1)), device_type,
+                "--comm-max-bytes")
+            if too_big:
+                raise ConfigError(too_big)
             if sweep.resume and nodes.node_rank == 0:  # before anything runs or is written
                 nothing = check_resume(runner.results, cells[0].study_id, study_identity(
                     cells[0].config.to_dict(), cells[0].devices, sweep.scaling, device_type))

@@ -94,6 +94,10 @@ def layout_problem(data_dir: Path) -> str:
         return f"missing {'test/' if 'train' in has else 'train/'} beside {'train/' if 'train' in has else 'test/'}"
     if data_dir.name in ("train", "test"):
         return f"it is a {data_dir.name}/ folder; give the folder that holds train/ and test/"
+    archives = sorted(p for p in data_dir.glob("*") if p.is_file() and not p.name.startswith(".")
+                      and p.name.endswith((".tar.gz", ".tgz", ".tar")))
+    if archives:  # only the official archive is looked for inside a folder; an image-tree archive is given itself
+        return f"it holds an archive: give the archive itself, --data-dir {archives[0]}"
     return f"expected {OFFICIAL_DIR}/, {OFFICIAL_ARCHIVE}, train/ + test/, or a .tar.gz of them"
 
 

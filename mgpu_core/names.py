@@ -17,6 +17,8 @@ CLASSIC_MODES = ("single", "dp", "ddp")
 """The classic experiment's modes: what a sweep runs unless --modes says otherwise."""
 DISTRIBUTED_MODES = ("ddp", "fsdp")
 """Modes with one process per device in a process group (started by torchrun)."""
+MAX_DEVICES = 2**20
+"""The most devices a count may name (sweep, predict): beyond any machine, and inside what plots and int64 take."""
 
 TORCHVISION = ("resnet18", "resnet50", "mobilenet_v3_small", "vit_b_16")
 """Built untrained (weights=None): from many FLOPs per gradient byte (resnet50) to few (mobilenet_v3_small)."""

@@ -9,6 +9,7 @@ near the link's rate at any n, which is why it is the figure that carries over t
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 
@@ -75,22 +76,27 @@ _UNITS = {"": 1, "k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12}
 
 
 def parse_bandwidth(text: str) -> float:
-    """'370GB/s' or '400Gbit/s' -> bytes per second; ValueError otherwise."""
+    """'370GB/s' or '400Gbit/s' -> bytes per second; ValueError otherwise (also zero, or an overflow to inf)."""
     match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kKmMgGtT]?)(B|bit|b)/s\s*", text)
     if not match:
         raise ValueError(f"bandwidth {text!r}: write it as 370GB/s or 400Gbit/s")
     value = float(match[1]) * _UNITS[match[2].lower()]
     if value <= 0:  # a zero bandwidth divides every collective's time by zero
         raise ValueError(f"bandwidth {text!r}: must be above zero")
+    if not math.isfinite(value):  # hundreds of digits overflow to inf
+        raise ValueError(f"bandwidth {text!r}: must be finite")
     return value if match[3] == "B" else value / 8
 
 
 def parse_duration(text: str) -> float:
-    """'10us', '0.5ms', '2e-5s' -> seconds; ValueError otherwise."""
+    """'10us', '0.5ms', '2e-5s' -> seconds; ValueError otherwise (also where it overflows to inf)."""
     match = re.fullmatch(r"\s*(\d+(?:\.\d+)?(?:e-?\d+)?)\s*(s|ms|us|ns)\s*", text)
     if not match:
         raise ValueError(f"latency {text!r}: write it as 10us, 0.5ms or 2e-5s")
-    return float(match[1]) * {"s": 1, "ms": 1e-3, "us": 1e-6, "ns": 1e-9}[match[2]]
+    value = float(match[1]) * {"s": 1, "ms": 1e-3, "us": 1e-6, "ns": 1e-9}[match[2]]
+    if not math.isfinite(value):  # 1e400s overflows to inf, which no replay can take
+        raise ValueError(f"latency {text!r}: must be finite")
+    return value
 
 
 @dataclass(frozen=True)
@@ -107,7 +113,11 @@ def parse_nccl_tests(text: str) -> NcclTable:
     or the '#  Rank' lines give the device count); each data line is size, count, type, redop, [root,] then
     out-of-place time (us), algbw, busbw (GB/s), #wrong, and the same in place. The out-of-place columns are read;
     #wrong may be 'N/A' or -1 (no data check). ValueError naming the line where it is malformed, where #wrong counts
-    wrong results, or when the table is empty."""
+    wrong results, where it is another test's (redop 'none', or a 'Collective test starting:' header naming it), or
+    when the table is empty."""
+    test = re.search(r"^#\s*Collective test starting:\s*(\S+)", text, flags=re.M)
+    if test and test[1] != "all_reduce_perf":
+        raise ValueError(f"{test[1]} output, not all_reduce_perf's (the link is fitted to all-reduce times)")
     ranks = len(re.findall(r"^#\s+Rank\s+\d+", text, flags=re.M))
     header = re.search(r"nGpus\s+(\d+)", text)
     threads = re.search(r"nThread\s+(\d+)", text)
@@ -122,6 +132,9 @@ def parse_nccl_tests(text: str) -> NcclTable:
             continue
         if len(tokens) < 12:
             raise ValueError(f"line {number}: {plural(len(tokens), 'column')}, nccl-tests writes at least 12")
+        if tokens[3] == "none":  # all_gather_perf, broadcast_perf: no reduction; all-reduce always has one
+            raise ValueError(f"line {number}: redop 'none': not all_reduce_perf output (all_gather_perf?); the link "
+                             "is fitted to all-reduce times")
         try:
             size = int(tokens[0])
             # #wrong (4th and 8th of the last 8): 'N/A' or -1 where nccl-tests ran without its data check (-c 0)

@@ -53,7 +53,8 @@ def _per_sample(rates: list[float]) -> list[float]:
 
 def change_interval(base: list[float], new: list[float], alpha: float) -> tuple[float, float]:
     """(low, high) of the relative change of samples/s (`base`, `new`: per-epoch samples/s) at confidence 1 - alpha:
-    the change plus or minus z(1 - alpha/2) x the medians' robust relative standard errors combined in quadrature."""
+    the change plus or minus z(1 - alpha/2) x the medians' robust relative standard errors combined in quadrature,
+    its low end never below -100% (no throughput below zero)."""
     def se(values: list[float]) -> float:
         sigma = float(stats.median_abs_deviation(values, scale="normal"))
         return MEDIAN_SE * sigma / math.sqrt(len(values)) / statistics.median(values)
@@ -61,7 +62,7 @@ def change_interval(base: list[float], new: list[float], alpha: float) -> tuple[
     base, new = _per_sample(base), _per_sample(new)
     ratio = statistics.median(base) / statistics.median(new)
     half = float(stats.norm.ppf(1 - alpha / 2)) * ratio * math.hypot(se(base), se(new))
-    return ratio - 1 - half, ratio - 1 + half
+    return max(-1.0, ratio - 1 - half), ratio - 1 + half  # samples/s cannot fall below zero: no change under -100%
 
 
 def judge(base: list[float], new: list[float], min_change: float, alpha: float = 0.05) -> tuple[str, float, str]:

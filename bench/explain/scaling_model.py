@@ -24,7 +24,7 @@ STRAGGLER_SPREAD = 0.10
 INPUT_BOUND_SHARE = 0.20
 """Data wait above this share of the epoch (slowest rank) makes a configuration input-bound."""
 NEAR_IDEAL_EFFICIENCY = 0.90
-"""Efficiency at or above this is compute-bound: near ideal."""
+"""Efficiency at or above this (and at most its inverse) is compute-bound: near ideal."""
 HOST_BOUND_SLOWDOWN = 1.5
 """Compute alone this much slower per step at N ranks than on one device: the ranks share a host that is too
 small for them (CPU cores, memory bandwidth), so the host is the bottleneck."""
@@ -180,6 +180,8 @@ def _verdict(e: Evidence) -> str:
         return f"straggler: rank {late[0]} {late[1]:.0%} slower than the median rank"
     if e.data_wait_share > INPUT_BOUND_SHARE:
         return f"input-bound: data wait {e.data_wait_share:.0%} of the epoch"
+    if e.efficiency > 1 / NEAR_IDEAL_EFFICIENCY * (1 + 1e-9):  # not suspect: the noise allows it, yet not near ideal
+        return f"above ideal within the noise (efficiency {e.efficiency:.0%}, noise {e.noise:.0%}): not a result"
     if e.efficiency >= NEAR_IDEAL_EFFICIENCY:
         return f"compute-bound: near ideal (efficiency {e.efficiency:.0%})"
     if e.mode == "dp":

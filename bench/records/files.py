@@ -11,7 +11,7 @@ HANDOFF_DIR = ".handoff"
 """Where children hand their result (and failure) files back to the parent; a sweep's children name it on their
 command line, which is how leftover processes of an earlier sweep are recognised."""
 LOGS_DIR = "logs"
-"""Each launch's full output, <label>-trial<T>.log."""
+"""Each launch's full output, <label>-trial<T>.log; an earlier one is kept as <label>-trial<T>.<time>.log."""
 PREDICT_TABLE_FILE = "predict.md"
 PREDICT_PLOT_FILE = "predict.png"
 PREDICT_PAGE_FILE = "predict.html"

@@ -100,6 +100,8 @@ class StudySummary:
     """Training samples per epoch when a subset was used (None: the whole set)."""
     pipeline: str = "device"
     persistent_workers: bool = False
+    workers: int | None = None
+    """DataLoader worker processes per rank (0: batches load in the training process; None: not recorded)."""
     notices: list[str] = field(default_factory=list)
     """What the reader must know before trusting the table (bench.render.trust): noisy rows, baseline drift,
     suspect rows, refused predictions, records of mixed software, the sweep's order."""
@@ -120,7 +122,9 @@ class StudySummary:
                      else f"{(self.gradient_bytes or 0) / 1024:.1f} KiB")
             model += f" ({params} parameters, {grads} gradients)"
         workers = (", DataLoader workers restarted inside each timed epoch"
-                   if self.pipeline == "dataloader" and not self.persistent_workers else "")
+                   if self.pipeline == "dataloader" and not self.persistent_workers and self.workers != 0 else "")
+        if self.pipeline == "dataloader" and self.workers == 0:
+            workers = ", no DataLoader workers (batches load in the training process)"
         return (f"{model} on {self.dataset}{subset}, {self.device_name} ({self.device_type}), {self.batch_words}, "
                 f"{self.scaling} scaling, {self.precision}, {self.pipeline} pipeline{workers}, {self.recipe} recipe "
                 f"(lr scaling {self.lr_scaling}), {plural(self.epochs, 'epoch')}")
@@ -164,6 +168,12 @@ def _latest_per_key(records: list[dict]) -> list[dict]:
         if current is None or record["status"] == "ok" or current["status"] != "ok":
             chosen[record["key"]] = record
     return list(chosen.values())
+
+
+def _trained_from(cfg: dict, record: dict) -> int | None:
+    """The training subset's size: --train-samples, or what the dataset held where that is fewer (None: no subset)."""
+    asked, held = cfg.get("train_samples"), (record.get("dataset") or {}).get("train_samples")
+    return min(asked, held) if asked and held else asked
 
 
 def _median(values: list[float]) -> float | None:
@@ -240,8 +250,9 @@ def summarize(records: list[dict], goal: Goal, comm_records: list[dict] = ()) ->
                   scaling=sample.get("scaling", "?"),
                   precision=cfg.get("precision", "?"), recipe=cfg.get("recipe", "?"),
                   lr_scaling=cfg.get("lr_scaling", "?"), epochs=cfg.get("epochs", 0), goal=goal,
-                  train_samples=cfg.get("train_samples"), pipeline=cfg.get("pipeline", "?"),
-                  persistent_workers=cfg.get("persistent_workers", False), model=sample.get("model", "simplecnn"),
+                  train_samples=_trained_from(cfg, sample), pipeline=cfg.get("pipeline", "?"),
+                  persistent_workers=cfg.get("persistent_workers", False), workers=cfg.get("workers"),
+                  model=sample.get("model", "simplecnn"),
                   parameters=sample.get("parameters"), gradient_bytes=sample.get("gradient_bytes"),
                   peak_tflops=sample.get("peak_tflops"),
                   batch=study_batch(sample.get("batch_per_device", 0), sample.get("devices", 1),

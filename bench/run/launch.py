@@ -103,12 +103,27 @@ def failure_line(returncode: int, failure_file: Path, lines: list[str]) -> str:
     return f"exit code {returncode}: {last}" if last else f"exit code {returncode} with no output"
 
 
+def keep_earlier(log_path: Path) -> None:
+    """Move a log already at `log_path` aside to <stem>.<its mtime, YYYYmmddTHHMMSS>[-k].log: the output of
+    another study run into the same --out, or of the failed attempt a --resume reruns, is never overwritten."""
+    try:
+        stamp = time.strftime("%Y%m%dT%H%M%S", time.localtime(log_path.stat().st_mtime))
+    except FileNotFoundError:
+        return
+    aside = log_path.with_name(f"{log_path.stem}.{stamp}{log_path.suffix}")
+    k = 1
+    while aside.exists():
+        aside, k = log_path.with_name(f"{log_path.stem}.{stamp}-{k}{log_path.suffix}"), k + 1
+    log_path.rename(aside)
+
+
 def run_logged(cmd: list[str], timeout_s: float, log_path: Path, on_line: Callable[[str], None],
                failure_file: Path, extra_env: dict[str, str] | None = None,
                on_start: Callable[[int], None] | None = None) -> Outcome:
     """Run `cmd`, teeing its output lines to `log_path` and `on_line`; end the whole tree after timeout_s. The
     child (or bench.run.torchrun) writes its root cause to `failure_file`; `on_start` gets the child's pid."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
+    keep_earlier(log_path)
     failure_file.unlink(missing_ok=True)
     env = os.environ | (extra_env or {}) | {"PYTHONUNBUFFERED": "1", "TORCHELASTIC_ERROR_FILE": str(failure_file),
                                             FAILURE_FILE_ENV: str(failure_file)}

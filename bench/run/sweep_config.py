@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from bench.records.study import SCALINGS, Scaling
 from mgpu_core.config import ConfigError
-from mgpu_core.names import CLASSIC_MODES, Mode
+from mgpu_core.names import CLASSIC_MODES, MAX_DEVICES, Mode
 
 
 @dataclass(frozen=True)
@@ -57,6 +57,8 @@ class SweepConfig:
         if self.gpus is not None:
             if not self.gpus or any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in self.gpus):
                 raise ConfigError(f"gpus: every count must be an integer >= 1 (got {self.gpus!r})")
+            if max(self.gpus) > MAX_DEVICES:
+                raise ConfigError(f"gpus: every count must be <= {MAX_DEVICES} (got {max(self.gpus)})")
             if len(set(self.gpus)) != len(self.gpus):
                 raise ConfigError(f"gpus: duplicate counts (got {self.gpus!r})")
         if not self.modes or len(set(self.modes)) != len(self.modes):

@@ -75,3 +75,16 @@ def test_a_signalled_child_is_named_by_its_signal(tmp_path):
     outcome = launch.run_logged([sys.executable, "-c", "import os, signal; os.kill(os.getpid(), signal.SIGKILL)"],
                                 60, tmp_path / "log", lambda line: None, tmp_path / "failure.json")
     assert outcome.error == "Signal 9 (SIGKILL)" and outcome.returncode == -signal.SIGKILL
+
+
+def test_a_log_already_there_is_kept_beside_the_new_one(tmp_path):
+    # another study run into the same --out, or the failed attempt that --resume reruns: its log stays readable
+    log = tmp_path / "logs" / "single-x1-trial0.log"
+    for text in ("first study", "second study"):
+        outcome = launch.run_logged([sys.executable, "-c", f"print({text!r})"], 60, log, lambda line: None,
+                                    tmp_path / "failure.json")
+        assert outcome.error is None
+    assert log.read_text() == "second study\n"
+    earlier = sorted(p for p in log.parent.iterdir() if p != log)
+    assert [p.read_text() for p in earlier] == ["first study\n"]
+    assert earlier[0].name.startswith("single-x1-trial0.") and earlier[0].suffix == ".log"

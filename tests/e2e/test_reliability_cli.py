@@ -121,3 +121,13 @@ def test_resume_with_other_study_settings_is_refused_in_one_line_and_touches_not
     again = sweep(tmp_path, *args, "--resume")  # the same study goes on (here: nothing left to run)
     assert again.returncode == 0 and "single x1 cpu trial 0: done already (--resume)" in again.stdout
     assert len(read_records(results)) == 1
+
+
+@pytest.mark.parametrize("module, flag", [("bench.comm", "--max-bytes"), ("bench.scaling", "--comm-max-bytes")])
+def test_a_collective_larger_than_host_memory_is_one_line_before_anything_runs(tmp_path, module, flag):
+    # before: bench.comm doubled its sizes for minutes until the OOM killer ended rank 0 (exit 1, SIGKILL)
+    proc = run(module, "--gpus", "2", "--device", "cpu", flag, str(10**23), "--out", str(tmp_path / "out"),
+               *(["--modes", "ddp", "--dataset", "synthetic"] if module == "bench.scaling" else []), timeout=60)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert proc.stderr.count("\n") == 1 and f"{flag}: an all-reduce of" in proc.stderr
+    assert not (tmp_path / "out" / "comm.jsonl").exists()

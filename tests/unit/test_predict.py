@@ -302,3 +302,32 @@ def test_one_given_link_beyond_gpus_per_node_is_said_to_be_assumed(tmp_path, cap
     out = capsys.readouterr().out
     assert "beyond 8 per node the same link is ASSUMED across nodes" in out
     assert out.count("ASSUMED") == 1  # a preset has its own inter-node figures (ib-ndr: the same by design)
+
+
+def test_a_count_that_was_skipped_or_failed_is_not_the_largest_measured(tmp_path, capsys):
+    study = _study(tmp_path)  # measured: single x1, ddp x2; ddp x4 skipped and ddp x8 failed measured nothing
+    append_record(study / "results.jsonl", record("ddp", 4, status="skipped", error="4 CPU processes requested"))
+    append_record(study / "results.jsonl", record("ddp", 8, status="failed", error="rank 1: Signal 9"))
+    assert predict.study_inputs(study)["largest"] == 2
+    assert predict.main([str(study), "--devices", "16,32", "--interconnect", "nvlink4"]) == 0
+    out = capsys.readouterr().out
+    assert "| 32 (extrapolated) | nvlink4 |" in out and "| 16 | nvlink4 |" in out
+    assert "the largest measured (2)" in out
+
+
+def test_an_nccl_tests_file_that_is_not_text_is_one_line_naming_it(tmp_path, capsys):
+    study = _study(tmp_path)
+    binary = tmp_path / "all_reduce_perf.bin"
+    binary.write_bytes(b"\xff\xfe\x00binary")
+    with pytest.raises(SystemExit) as exit_:
+        predict.main([str(study), "--nccl-tests", str(binary)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_.value.code == 2 and len(err) == 1 and str(binary) in err[0] and "not text" in err[0]
+
+
+def test_a_validation_file_that_is_not_there_says_so(tmp_path, capsys):
+    study = _study(tmp_path)
+    with pytest.raises(SystemExit) as exit_:
+        predict.main([str(study), "--validation", str(tmp_path / "valdiate.jsonl")])  # a typo
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_.value.code == 2 and len(err) == 1 and "valdiate.jsonl: no such file" in err[0]
