@@ -222,6 +222,9 @@ class TrainConfig:
                 _fail(name, f"applies to {' and '.join(modes)} only, not {self.mode}", getattr(self, name))
         if self.dataset == "synthetic" and self.data_dir is not None:  # a flag that changes nothing is refused
             _fail("data_dir", "has no effect with --dataset synthetic (drop one of them)", self.data_dir)
+        if self.persistent_workers and (self.pipeline != "dataloader" or self.workers == 0):  # nothing to keep alive
+            _fail("persistent_workers", "has no effect without DataLoader workers (the dataloader pipeline with "
+                  f"--workers > 0; got --pipeline {self.pipeline}, --workers {self.workers})", True)
         if self.seed >= 2**63:
             _fail("seed", "must be below 2**63", self.seed)
         hp = self.hparams
