@@ -35,7 +35,8 @@ from mgpu_core.files import make_out_dir
 REFUSED = ("dataset", "batch", "precision", "scaling", "image_size", "train_samples", "epochs")
 """Study settings that make a comparison meaningless when they differ (unless --force)."""
 SHOWN = ("torch", "torchvision", "cuda", "nccl", "driver", "host", "git_commit", "device_names", "cpu_model",
-         "omp_num_threads", "torch_threads", "rank_threads", "flush_denormal")
+         "omp_num_threads", "torch_threads", "rank_threads", "flush_denormal",
+         "keep_freed_memory")
 """Provenance that is usually the point of a comparison: shown in the header, never refused."""
 EXIT_REGRESSION = 1
 EXIT_CANNOT_JUDGE = 3

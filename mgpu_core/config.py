@@ -179,6 +179,12 @@ class TrainConfig:
     arithmetic, not the microcode assists x86 takes on denormals, which depend on the weights and can dominate CPU
     timings (docs/trust.md). No effect on CUDA kernels."""
 
+    keep_freed_memory: bool = True
+    """CPU: glibc malloc keeps the blocks a step frees for the next step (mgpu_core.host_memory: fixed mmap and trim
+    thresholds), in every process alike, so an epoch's time does not depend on what the process allocated before it
+    (a first epoch on real CIFAR-10 page-faulted its activations every step: 46 against 33 ms, docs/trust.md).
+    No effect on CUDA memory, nor where the C library is not glibc."""
+
     compile: bool = False
     """torch.compile the model. Compilation happens in warm-up and is reported as compile_s, never inside an epoch;
     every step has the same shape (training never runs a partial batch: pipelines.LAST_BATCH_POLICY)."""

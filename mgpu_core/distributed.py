@@ -16,6 +16,7 @@ import torch.distributed as dist
 
 from .config import ConfigError, TrainConfig
 from .hardware import pick_device_type
+from .host_memory import keep_freed_memory
 from .names import DISTRIBUTED_MODES
 
 
@@ -107,6 +108,8 @@ def process_group(cfg: TrainConfig, init_method: str | None = None) -> Iterator[
     threads = threads_per_process(cfg, local_world)
     if device_type == "cpu":  # before the thread pool starts: its threads inherit the setting
         torch.set_flush_denormal(cfg.flush_denormal)
+        if cfg.keep_freed_memory:
+            keep_freed_memory()
     torch.set_num_threads(threads)
 
     if not grouped:

@@ -58,6 +58,7 @@ def collect(precision: str, seed: int, argv: list[str], result: dict | None = No
         "torch_threads": result["threads"] if result else None,
         "rank_threads": result.get("rank_threads") if result else None,
         "flush_denormal": (result.get("config") or {}).get("flush_denormal") if result else None,
+        "keep_freed_memory": (result.get("config") or {}).get("keep_freed_memory") if result else None,
         "nodes": result["nodes"] if result else nodes,
         "topology": topology(cuda, result),
         "precision": precision,
