@@ -36,7 +36,7 @@ QUICK_START_BY_LINE = 40
 """The Quick start's commands must be on the first screen."""
 CONSTANT_MODULES = ("bench.explain.scaling_model", "bench.explain.noise", "bench.explain.plausibility",
                     "bench.explain.interconnects", "bench.explain.prediction", "bench.explain.replay",
-                    "bench.records.results", "bench.scaling")
+                    "bench.records.results", "bench.scaling", "mgpu_core.host_memory")
 PAGE_COMMANDS = {"compare.md": ("bench.compare", "bench.scaling"), "trust.md": ("bench.scaling", "bench.compare")}
 """Whose flags a page quotes (by file name); any other page quotes the sweep's (bench.scaling)."""
 NUMBER = r"(\d[\d,]*(?:\.\d+)?)\s?(%|x\b)?"
