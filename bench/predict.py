@@ -161,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         inputs = study_inputs(args.study)
         links: dict[str, Interconnect] = {}
-        for name in (args.interconnect.split(",") if args.interconnect else []):
+        for name in (args.interconnect.split(",") if args.interconnect is not None else []):
             if name not in PRESETS:
                 raise PredictError(f"--interconnect: unknown preset {name!r} (choose from {', '.join(PRESETS)})")
             links[name] = PRESETS[name]

@@ -266,7 +266,8 @@ def _read_image_tree(items: Iterator[tuple[str, str, str, bytes]], source: str, 
         if not images[split]:
             raise DataError(f"{source}: no images under {split}/<class>/")
     if len(classes) != 10:
-        raise DataError(f"{source}: {len(classes)} class folders with images under train/ (CIFAR-10 has 10)")
+        folders = f"{len(classes)} class folder{'' if len(classes) == 1 else 's'}"
+        raise DataError(f"{source}: {folders} with images under train/ (CIFAR-10 has 10)")
     if set(names["test"]) != set(classes):
         raise DataError(f"{source}: test classes {sorted(set(names['test']))} differ from "
                         f"train classes {list(classes)}")

@@ -220,3 +220,9 @@ def test_locating_the_data_checks_it_as_loading_does_without_handing_back_arrays
     (tmp_path / "tree" / "train" / "cat" / "0000.png").write_bytes(b"broken")
     with pytest.raises(DataError, match="train/cat/0000.png: unreadable image"):
         locate_dataset(cfg)
+
+
+def test_a_tree_of_one_class_is_named_in_the_singular(tmp_path):
+    write_tree(tmp_path / "tree", per_class=1, classes=CLASSES[:1])
+    with pytest.raises(DataError, match=r": 1 class folder with images under train/ \(CIFAR-10 has 10\)"):
+        find_cifar10(tmp_path / "tree", tmp_path / "cache")

@@ -185,6 +185,7 @@ def test_the_prediction_is_a_section_of_the_studys_report_page(tmp_path, capsys)
 
 @pytest.mark.parametrize("setup, args, text", [
     ({}, ["--interconnect", "warp-drive"], "unknown preset 'warp-drive'"),
+    ({}, ["--interconnect", ""], "unknown preset ''"),  # never a silent fallback to the study's own link
     ({"single": False}, [], "no successful 1-device single record"),
     ({"profile": False}, [], "no collective record with the compute profile"),
     ({}, ["--busbw", "10GB/s"], "--busbw and --latency go together"),
