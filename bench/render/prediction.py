@@ -56,6 +56,18 @@ def table(series: dict[str, list[OnBaseline]], measured: dict[int, Measured], ac
     return "\n".join(lines)
 
 
+def refused_labels(series: dict[str, list[OnBaseline]]) -> list[str]:
+    """Legend lines for the interconnects whose predictions were refused at some counts (no point is drawn there),
+    so a plot without a line still says why: 'nvlink4: refused at 2, 4 devices, above the ideal (see the table)'."""
+    labels = []
+    for name, rows in series.items():
+        refused = [p.row.devices for p in rows if p.speedup is None]
+        if refused:
+            labels.append(f"{name}: refused at {', '.join(map(str, refused))} devices, above the ideal (see the "
+                          "table)")
+    return labels
+
+
 def plot(series: dict[str, list[OnBaseline]], measured: dict[int, Measured], title: str, path: Path) -> Path:
     """predict.png: predicted speedup against devices, one line per interconnect, the ideal, and the study's
     measured ddp rows on top (against its own single x1 epoch; hollow where the row is super-linear: suspect);
@@ -74,6 +86,8 @@ def plot(series: dict[str, list[OnBaseline]], measured: dict[int, Measured], tit
             if far:  # extrapolated: hollow markers
                 ax.plot(*zip(*far, strict=True), "o", color="white", markeredgecolor=line.get_color(), zorder=3)
     ax.plot(counts, counts, "k--", alpha=0.5, label="ideal")
+    for label in refused_labels(series):
+        ax.plot([], [], " ", label=label)  # a legend line without a mark: nothing is drawn for a refused count
     for suspect, style, label in ((False, "ks", "measured ddp (this study, vs its single x1 epoch)"),
                                   (True, "ks", "measured ddp, super-linear: suspect")):
         points = sorted((n, m.speedup) for n, m in measured.items() if bool(m.suspect) == suspect)

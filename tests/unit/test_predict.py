@@ -162,6 +162,17 @@ def test_a_prediction_above_the_ideal_on_the_studys_baseline_is_refused():
     assert (one.speedup, one.epoch_s) == (1.0, 7.0)  # one device is the baseline itself
 
 
+
+def test_a_plot_whose_predictions_are_all_refused_says_why_in_its_legend(tmp_path):
+    from bench.render.prediction import plot, refused_labels
+    row = predict_count(PROFILE, 4, Link(1e12, 1e-6, "t"), 25 << 20, "weak", 2)
+    slow_base = on_baseline(row, PROFILE.step_s, 2 * PROFILE.step_s * 100, 100, 0.01)
+    fair = on_baseline(row, PROFILE.step_s, PROFILE.step_s * 100, 100, 0.01)
+    assert refused_labels({"nvlink4": [slow_base], "pcie5": [fair]}) == [
+        "nvlink4: refused at 4 devices, above the ideal (see the table)"]
+    assert plot({"nvlink4": [slow_base]}, {}, "t", tmp_path / "p.png").stat().st_size > 0  # no line, still a plot
+
+
 def test_the_prediction_is_a_section_of_the_studys_report_page(tmp_path, capsys):
     from bench.report import main as report_main
     study = _study(tmp_path)
