@@ -143,12 +143,17 @@ def draw_throughput(ax, study: StudySummary) -> None:
         _draw_bands(ax, study, base.samples_per_s[0])
         ideal = _ideal_counts(study)
         ax.plot(ideal, [base.samples_per_s[0] * n for n in ideal], "k--", alpha=0.5, label="ideal (linear)")
+    labelled: dict[int, list] = {}
     for label, rows in _by_series(study).items():
         _errorbar(ax, rows, lambda r: r.samples_per_s, label)
-        for r in rows:  # achieved compute per device beside each measured point
+        for r in rows:
             if r.tflops_per_device and r.samples_per_s:
-                ax.annotate(f"{r.tflops_per_device:.3g} TFLOP/s/dev", (r.devices, r.samples_per_s[0]), fontsize=7,
-                            textcoords="offset points", xytext=(5, -10), color=COLORS[r.mode])
+                labelled.setdefault(r.devices, []).append(r)
+    for rows in labelled.values():  # achieved compute per device beside each point; stacked where points are close
+        for k, r in enumerate(sorted(rows, key=lambda r: -r.samples_per_s[0])):
+            ax.annotate(f"{r.tflops_per_device:.3g} TFLOP/s/dev", (r.devices, r.samples_per_s[0]), fontsize=7,
+                        textcoords="offset points", xytext=(5, 6 if k == 0 else 1 - 9 * (k + 1)),
+                        color=COLORS[r.mode])
     _mark_flags(ax, study, lambda r: r.samples_per_s[0] if r.samples_per_s else None)
     _finish(ax, study, counts, "training throughput (samples/s)", "Throughput")
 
